@@ -95,6 +95,12 @@ pub enum EnvelopeError {
         /// What alloy's decoder reported.
         source: alloy_rlp::Error,
     },
+    /// alloy reported an EIP-2718 error this crate does not know (the enum is non-exhaustive).
+    #[error("element {index}: undecodable envelope")]
+    Undecodable {
+        /// Position in the list.
+        index: usize,
+    },
     /// The envelope decodes, but re-encoding it gives different bytes; the roots would then be
     /// computed over something other than what was received.
     #[error("element {index}: not in canonical encoding")]
@@ -121,7 +127,8 @@ where
             // is not wrapped at all.
             match element.payload.first() {
                 Some(&ty)
-                    if (1..=MAX_TYPE_BYTE).contains(&ty) && element.full != element.payload =>
+                    if (1..=MAX_TYPE_BYTE).contains(&ty)
+                        && element.full.len() != element.payload.len() =>
                 {
                     element.payload
                 }
@@ -131,10 +138,7 @@ where
         let value = T::decode_2718_exact(consensus).map_err(|error| match error {
             Eip2718Error::RlpError(source) => EnvelopeError::Rlp { index, source },
             Eip2718Error::UnexpectedType(ty) => EnvelopeError::UnsupportedType { index, ty },
-            _ => EnvelopeError::Rlp {
-                index,
-                source: alloy_rlp::Error::Custom("EIP-2718"),
-            },
+            _ => EnvelopeError::Undecodable { index },
         })?;
         if value.encoded_2718() != consensus {
             return Err(EnvelopeError::NonCanonical { index });

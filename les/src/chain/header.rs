@@ -195,13 +195,13 @@ mod tests {
         let two = child_of(&one);
         let three = child_of(&two);
         assert_eq!(
-            verify_chain(&[two.clone(), one.clone(), genesis.clone()], &three),
+            verify_chain(&[two, one.clone(), genesis.clone()], &three),
             Ok(())
         );
         assert_eq!(verify_chain(&[], &three), Ok(()));
         // Skipping a block breaks the numbering.
         assert_eq!(
-            verify_chain(&[one.clone()], &three),
+            verify_chain(std::slice::from_ref(&one), &three),
             Err(ChainError::NumberNotConsecutive {
                 expected: Some(2),
                 got: 1
@@ -222,7 +222,7 @@ mod tests {
         ));
         // Nothing precedes genesis.
         assert_eq!(
-            verify_chain(&[genesis.clone()], &genesis),
+            verify_chain(std::slice::from_ref(&genesis), &genesis),
             Err(ChainError::NumberNotConsecutive {
                 expected: None,
                 got: 0

@@ -373,7 +373,7 @@ mod tests {
             .iter()
             .map(|(key, value)| (Nibbles::unpack(key), value))
             .collect();
-        sorted.sort_by(|a, b| a.0.cmp(&b.0));
+        sorted.sort_by_key(|(key, _)| *key);
         let retainer = ProofRetainer::new(targets.iter().map(Nibbles::unpack).collect());
         let mut builder = HashBuilder::default().with_proof_retainer(retainer);
         for (key, value) in sorted {
