@@ -17,11 +17,11 @@
 //! Both tries are "secure": an account's key is `keccak256(address)`, a slot's key is
 //! `keccak256(slot)`.
 
-use alloy_primitives::{Address, B256, Bytes, U256, keccak256, map::HashMap};
+use alloy_primitives::map::{HashMap, HashSet};
+use alloy_primitives::{Address, B256, Bytes, U256, keccak256};
 use alloy_trie::nodes::{RlpNode, TrieNode};
 use alloy_trie::proof::{ProofVerificationError, verify_proof};
 use alloy_trie::{EMPTY_ROOT_HASH, Nibbles, TrieAccount};
-use std::collections::HashSet;
 
 /// Nibbles in a secure-trie key (a 32-byte hash).
 const KEY_NIBBLES: usize = 64;
@@ -119,7 +119,7 @@ impl NodeSet {
             .collect();
         Self {
             nodes,
-            used: HashSet::new(),
+            used: HashSet::default(),
         }
     }
 
