@@ -69,7 +69,10 @@ impl AnnouncedHead {
     }
 
     /// The node ID whose key made `signature` over this head.
-    pub fn recover_signer(&self, signature: &RecoverableSignature) -> Result<NodeId, AnnounceError> {
+    pub fn recover_signer(
+        &self,
+        signature: &RecoverableSignature,
+    ) -> Result<NodeId, AnnounceError> {
         reject_high_s(signature)?;
         crypto::recover_node_id(&self.signing_hash(), signature)
             .map_err(AnnounceError::MalformedSignature)
