@@ -954,3 +954,24 @@ mod random_sequences {
         }
     }
 }
+
+#[test]
+fn drop_reason_and_latest_announcement_follow_the_server() {
+    let (config, keys) = three_trusted();
+    let mut ulc = Ulc::new(config);
+    let id = keys[0].node_id();
+    let a10 = head_of("a10", 10, 0);
+    let b9 = head_of("b9", 9, 0);
+    ulc.on_announcement(id, a10, &a10.sign(&keys[0]), 0).unwrap();
+    assert_eq!(ulc.latest_announcement(&id).map(|ev| ev.head), Some(a10));
+    ulc.on_announcement(id, b9, &b9.sign(&keys[0]), 1).unwrap();
+    assert_eq!(
+        ulc.drop_reason(&id),
+        Some(&DropReason::BackwardsWithoutReorg { previous: a10, announced: b9, reorg_depth: 1 })
+    );
+    assert_eq!(ulc.latest_announcement(&id), None);
+    ulc.reset_server(&id).unwrap();
+    assert_eq!(ulc.drop_reason(&id), None);
+    ulc.on_announcement(id, b9, &b9.sign(&keys[0]), 0).unwrap();
+    assert_eq!(ulc.latest_announcement(&id).map(|ev| ev.head), Some(b9));
+}
