@@ -97,15 +97,12 @@ pub fn decrypt(key: &NodeKey, ciphertext: &[u8], auth_data: &[u8]) -> Result<Vec
     let (iv_and_body, tag) = rest.split_at(rest.len() - TAG_LEN);
     let (iv, body) = iv_and_body.split_at(IV_LEN);
 
-    let (&point_tag, coordinates) =
-        point.split_first().ok_or(EciesError::InvalidEphemeralKey)?;
+    let (&point_tag, coordinates) = point.split_first().ok_or(EciesError::InvalidEphemeralKey)?;
     if point_tag != UNCOMPRESSED_POINT_TAG {
         return Err(EciesError::InvalidEphemeralKey);
     }
     let ephemeral_public = NodePublicKey::from_slice(coordinates);
-    let shared = key
-        .ecdh(&ephemeral_public)
-        .map_err(|_| EciesError::InvalidEphemeralKey)?;
+    let shared = key.ecdh(&ephemeral_public).map_err(|_| EciesError::InvalidEphemeralKey)?;
     let (enc_key, mac_key) = derive_keys(&shared);
 
     let expected = compute_tag(&mac_key, iv_and_body, auth_data);

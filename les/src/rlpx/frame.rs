@@ -266,8 +266,7 @@ impl FrameReader {
             match self.state.clone() {
                 ReadState::Failed(error) => return Err(error),
                 ReadState::Header => {
-                    let Some((header_ct, rest)) = self.buf.split_first_chunk::<HEADER_LEN>()
-                    else {
+                    let Some((header_ct, rest)) = self.buf.split_first_chunk::<HEADER_LEN>() else {
                         return Ok(None);
                     };
                     let Some(header_mac) = rest.first_chunk::<MAC_LEN>() else {
@@ -280,8 +279,9 @@ impl FrameReader {
                     }
                     let mut header = header_ct;
                     self.cipher.apply_keystream(&mut header);
-                    let frame_size =
-                        usize::from(header[0]) << 16 | usize::from(header[1]) << 8 | usize::from(header[2]);
+                    let frame_size = usize::from(header[0]) << 16
+                        | usize::from(header[1]) << 8
+                        | usize::from(header[2]);
                     if frame_size > self.max_frame_size {
                         return Err(FrameError::FrameTooLarge {
                             size: frame_size,
@@ -296,10 +296,8 @@ impl FrameReader {
                     if self.buf.len() < body_len {
                         return Ok(None);
                     }
-                    let mut body = std::mem::replace(
-                        &mut self.buf,
-                        Vec::with_capacity(HEADER_LEN + MAC_LEN),
-                    );
+                    let mut body =
+                        std::mem::replace(&mut self.buf, Vec::with_capacity(HEADER_LEN + MAC_LEN));
                     let ciphertext_len = body_len - MAC_LEN;
                     let (frame_ct, frame_mac) = body.split_at(ciphertext_len);
                     let expected = self.mac.frame_mac(frame_ct);
@@ -410,7 +408,10 @@ mod tests {
     #[test]
     fn geth_golden_frame_is_read_back() {
         let (_, mut reader) = geth_golden_pair();
-        assert_eq!(reader.read_frames(&GETH_GOLDEN_FRAME).unwrap(), vec![hex!("08c401020304").to_vec()]);
+        assert_eq!(
+            reader.read_frames(&GETH_GOLDEN_FRAME).unwrap(),
+            vec![hex!("08c401020304").to_vec()]
+        );
     }
 
     #[test]
@@ -425,10 +426,7 @@ mod tests {
         let aes = B256::repeat_byte(0xa5);
         let mac = B256::repeat_byte(0x5a);
         let seed = MacState::seeded(&mac, &B256::repeat_byte(1), b"auth");
-        (
-            FrameWriter::new(&aes, &mac, seed.clone()),
-            FrameReader::new(&aes, &mac, seed, max),
-        )
+        (FrameWriter::new(&aes, &mac, seed.clone()), FrameReader::new(&aes, &mac, seed, max))
     }
 
     #[test]

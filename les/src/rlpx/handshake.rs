@@ -154,9 +154,11 @@ fn checked_eip8_size(prefix: [u8; SIZE_PREFIX_LEN]) -> Result<usize, HandshakeEr
 /// Splits a complete EIP-8 packet into its size prefix and ciphertext, checking that it is
 /// exactly as long as the prefix says.
 fn split_eip8_packet(packet: &[u8]) -> Result<([u8; SIZE_PREFIX_LEN], &[u8]), HandshakeError> {
-    let (prefix, ciphertext) = packet.split_first_chunk::<SIZE_PREFIX_LEN>().ok_or(
-        HandshakeError::LengthMismatch { expected: SIZE_PREFIX_LEN, actual: packet.len() },
-    )?;
+    let (prefix, ciphertext) =
+        packet.split_first_chunk::<SIZE_PREFIX_LEN>().ok_or(HandshakeError::LengthMismatch {
+            expected: SIZE_PREFIX_LEN,
+            actual: packet.len(),
+        })?;
     let size = checked_eip8_size(*prefix)?;
     if ciphertext.len() != size {
         return Err(HandshakeError::LengthMismatch {
@@ -179,9 +181,8 @@ fn seal_eip8(remote: &NodePublicKey, body: &[u8]) -> Result<Vec<u8>, HandshakeEr
     if size > MAX_EIP8_CIPHERTEXT_LEN {
         return Err(HandshakeError::PacketTooLarge { size });
     }
-    let prefix = u16::try_from(size)
-        .map_err(|_| HandshakeError::PacketTooLarge { size })?
-        .to_be_bytes();
+    let prefix =
+        u16::try_from(size).map_err(|_| HandshakeError::PacketTooLarge { size })?.to_be_bytes();
     let ciphertext = ecies::encrypt_random(remote, &plaintext, &prefix)?;
     let mut packet = Vec::with_capacity(SIZE_PREFIX_LEN + ciphertext.len());
     packet.extend_from_slice(&prefix);
@@ -369,7 +370,8 @@ fn derive_secrets(role: Role, inputs: SessionInputs<'_>) -> Result<Secrets, Hand
         .own_ephemeral
         .ecdh(inputs.remote_ephemeral)
         .map_err(HandshakeError::InvalidRemoteEphemeralKey)?;
-    let nonce_hash = keccak256([inputs.recipient_nonce.as_slice(), inputs.initiator_nonce.as_slice()].concat());
+    let nonce_hash =
+        keccak256([inputs.recipient_nonce.as_slice(), inputs.initiator_nonce.as_slice()].concat());
     let shared_secret = keccak256([ephemeral_key.as_slice(), nonce_hash.as_slice()].concat());
     let aes = keccak256([ephemeral_key.as_slice(), shared_secret.as_slice()].concat());
     let mac = keccak256([ephemeral_key.as_slice(), aes.as_slice()].concat());
@@ -427,10 +429,8 @@ impl Initiator {
         if self.sent_auth.is_some() {
             return Err(HandshakeError::OutOfOrder);
         }
-        let static_shared = self
-            .static_key
-            .ecdh(&self.remote)
-            .map_err(HandshakeError::InvalidRemoteKey)?;
+        let static_shared =
+            self.static_key.ecdh(&self.remote).map_err(HandshakeError::InvalidRemoteKey)?;
         let body = AuthBody {
             signature: self.ephemeral.sign_prehash(&(static_shared ^ self.nonce)),
             public_key: self.static_key.public_key(),
@@ -448,8 +448,8 @@ impl Initiator {
         let sent_auth = self.sent_auth.ok_or(HandshakeError::OutOfOrder)?;
         let (prefix, ciphertext) = split_eip8_packet(packet)?;
         let plaintext = ecies::decrypt(&self.static_key, ciphertext, &prefix)?;
-        let ack =
-            AckBody::decode_forward_compatible(&plaintext).map_err(HandshakeError::MalformedBody)?;
+        let ack = AckBody::decode_forward_compatible(&plaintext)
+            .map_err(HandshakeError::MalformedBody)?;
         derive_secrets(
             Role::Initiator,
             SessionInputs {
@@ -484,7 +484,10 @@ struct ReceivedAuth {
 enum RecipientState {
     AwaitingAuth,
     AuthRead(ReceivedAuth),
-    AckSent { auth: ReceivedAuth, ack: Vec<u8> },
+    AckSent {
+        auth: ReceivedAuth,
+        ack: Vec<u8>,
+    },
     /// Only while a method moves the state; never observed from outside.
     Transition,
 }
@@ -569,7 +572,8 @@ impl Recipient {
         let (signature, rest) =
             plaintext.split_first_chunk::<SIGNATURE_LEN>().ok_or_else(malformed)?;
         let (ephemeral_hash, rest) = rest.split_first_chunk::<32>().ok_or_else(malformed)?;
-        let (public_key, rest) = rest.split_first_chunk::<PUBLIC_KEY_LEN>().ok_or_else(malformed)?;
+        let (public_key, rest) =
+            rest.split_first_chunk::<PUBLIC_KEY_LEN>().ok_or_else(malformed)?;
         let (nonce, _token_flag) = rest.split_first_chunk::<NONCE_LEN>().ok_or_else(malformed)?;
         let remote_static = NodePublicKey::from(*public_key);
         let initiator_nonce = B256::from(*nonce);
@@ -595,10 +599,8 @@ impl Recipient {
         remote_static: &NodePublicKey,
         nonce: &B256,
     ) -> Result<NodePublicKey, HandshakeError> {
-        let static_shared = self
-            .static_key
-            .ecdh(remote_static)
-            .map_err(HandshakeError::InvalidRemoteKey)?;
+        let static_shared =
+            self.static_key.ecdh(remote_static).map_err(HandshakeError::InvalidRemoteKey)?;
         crypto::recover(&(static_shared ^ *nonce), signature)
             .map_err(HandshakeError::InvalidSignature)
     }
@@ -628,8 +630,7 @@ impl Recipient {
         let ephemeral_key = self.ephemeral.public_key();
         match auth.format {
             AuthFormat::Eip8 => {
-                let body =
-                    AckBody { ephemeral_key, nonce: self.nonce, version: HANDSHAKE_VERSION };
+                let body = AckBody { ephemeral_key, nonce: self.nonce, version: HANDSHAKE_VERSION };
                 seal_eip8(&auth.remote_static, &alloy_rlp::encode(&body))
             }
             AuthFormat::Legacy => {

@@ -21,6 +21,5 @@ pub mod handshake;
 pub use ecies::EciesError;
 pub use frame::{FrameCodec, FrameError, FrameReader, FrameWriter};
 pub use handshake::{
-    HandshakeError, Initiator, MacState, Recipient, Secrets, ack_packet_len,
-    handshake_packet_len,
+    HandshakeError, Initiator, MacState, Recipient, Secrets, ack_packet_len, handshake_packet_len,
 };
