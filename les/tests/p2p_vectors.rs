@@ -3,9 +3,7 @@
 
 use alloy_primitives::hex;
 use les::crypto::NodeKey;
-use les::p2p::{
-    self, BaseMessage, Capability, CapabilitySpec, DisconnectReason, Hello, PING_MSG,
-};
+use les::p2p::{self, BaseMessage, Capability, CapabilitySpec, DisconnectReason, Hello, PING_MSG};
 
 /// EIP-8 (ethereum/EIPs commit 06df3ce6), "devp2p hello packet advertising version 22 and
 /// containing a few additional list elements". Payload only, no message ID.
@@ -16,7 +14,8 @@ const EIP8_HELLO: [u8; 115] = hex!(
 );
 
 /// EIP-8 "Static Key A"; its public key is the node ID inside the Hello vector.
-const STATIC_KEY_A: [u8; 32] = hex!("49a7b37aa6f6645917e7b807e9d1c00d4fa71f18343b0d4122a4d2df64dd6fee");
+const STATIC_KEY_A: [u8; 32] =
+    hex!("49a7b37aa6f6645917e7b807e9d1c00d4fa71f18343b0d4122a4d2df64dd6fee");
 
 #[test]
 fn eip8_hello_vector_decodes_to_the_listed_values() {
@@ -79,7 +78,8 @@ fn messages_after_hello_as_geth_sends_them() {
     assert_eq!(BaseMessage::decode(id, &data), Ok(BaseMessage::Ping));
 
     // Disconnect(too many peers) without snappy: 01 c1 04.
-    let disc = p2p::encode_frame_data(p2p::DISCONNECT_MSG, &DisconnectReason::TooManyPeers.encode());
+    let disc =
+        p2p::encode_frame_data(p2p::DISCONNECT_MSG, &DisconnectReason::TooManyPeers.encode());
     assert_eq!(disc, hex!("01c104"));
 }
 

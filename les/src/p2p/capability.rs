@@ -162,9 +162,8 @@ pub fn negotiate(local: &[CapabilitySpec], remote: &[Capability]) -> Vec<SharedC
     // BTreeMap over &str iterates in byte-wise order, which is the devp2p sort order.
     let mut best: BTreeMap<&str, (u64, u64)> = BTreeMap::new();
     for theirs in remote {
-        let Some(ours) = local
-            .iter()
-            .find(|spec| spec.name == theirs.name && spec.version == theirs.version)
+        let Some(ours) =
+            local.iter().find(|spec| spec.name == theirs.name && spec.version == theirs.version)
         else {
             continue;
         };
@@ -232,7 +231,10 @@ mod tests {
             Capability::decode(&mut &hex!("cb8961616161616161616101")[..]),
             Err(CapabilityError::NameTooLong { len: 9 })
         );
-        assert_eq!(Capability::decode(&mut &hex!("c482ff0001")[..]).map(|_| ()), Err(CapabilityError::NameNotAscii));
+        assert_eq!(
+            Capability::decode(&mut &hex!("c482ff0001")[..]).map(|_| ()),
+            Err(CapabilityError::NameNotAscii)
+        );
         assert_eq!(Capability::new("lespay", 1).map(|c| c.name), Ok("lespay".to_owned()));
         assert_eq!(Capability::new("abcdefghi", 1), Err(CapabilityError::NameTooLong { len: 9 }));
         assert_eq!(Capability::new("lés", 1), Err(CapabilityError::NameNotAscii));
@@ -243,7 +245,12 @@ mod tests {
         let shared = negotiate(&[spec("les", 4, COUNT_B)], &[cap("les", 4)]);
         assert_eq!(
             shared,
-            vec![SharedCapability { name: "les".into(), version: 4, offset: 0x10, message_count: COUNT_B }]
+            vec![SharedCapability {
+                name: "les".into(),
+                version: 4,
+                offset: 0x10,
+                message_count: COUNT_B
+            }]
         );
         assert_eq!(shared[0].wire_id(0), Some(0x10));
         assert_eq!(shared[0].wire_id(COUNT_B - 1), Some(0x10 + COUNT_B - 1));
@@ -270,7 +277,12 @@ mod tests {
         let remote = [cap("les", 4), cap("les", 2)];
         assert_eq!(
             negotiate(&local, &remote),
-            vec![SharedCapability { name: "les".into(), version: 2, offset: 0x10, message_count: COUNT_A }]
+            vec![SharedCapability {
+                name: "les".into(),
+                version: 2,
+                offset: 0x10,
+                message_count: COUNT_A
+            }]
         );
         // A higher version advertised by one side only is ignored.
         let local = [spec("les", 2, COUNT_A), spec("les", 3, COUNT_B), spec("les", 4, COUNT_B)];

@@ -108,7 +108,11 @@ impl DisconnectReason {
         let first = *rest.first().ok_or(DisconnectError::Rlp(alloy_rlp::Error::InputTooShort))?;
         let code = if first >= alloy_rlp::EMPTY_LIST_CODE {
             let mut items = Header::decode_bytes(&mut rest, true).map_err(DisconnectError::Rlp)?;
-            if items.is_empty() { 0 } else { u8::decode(&mut items).map_err(DisconnectError::Rlp)? }
+            if items.is_empty() {
+                0
+            } else {
+                u8::decode(&mut items).map_err(DisconnectError::Rlp)?
+            }
         } else {
             u8::decode(&mut rest).map_err(DisconnectError::Rlp)?
         };
@@ -203,7 +207,16 @@ mod tests {
 
     #[test]
     fn decode_rejects_garbage_and_lenient_falls_back() {
-        for bad in [&hex!("")[..], &hex!("00"), &hex!("c100"), &hex!("c18105"), &hex!("820100"), &hex!("c10404"), &hex!("c2"), &hex!("83616263")] {
+        for bad in [
+            &hex!("")[..],
+            &hex!("00"),
+            &hex!("c100"),
+            &hex!("c18105"),
+            &hex!("820100"),
+            &hex!("c10404"),
+            &hex!("c2"),
+            &hex!("83616263"),
+        ] {
             assert!(DisconnectReason::decode(bad).is_err(), "accepted {}", hex::encode(bad));
             assert_eq!(DisconnectReason::decode_lenient(bad), DisconnectReason::Requested);
         }

@@ -4,9 +4,9 @@
 //! Decoding follows EIP-8: list elements after nodeId are ignored (they must still be
 //! well-formed RLP items), everything else is strict. Hello is never compressed.
 
+use super::P2P_VERSION;
 use super::capability::{Capability, CapabilityError};
 use super::disconnect::DisconnectReason;
-use super::P2P_VERSION;
 use crate::crypto::NodePublicKey;
 use alloy_rlp::{Decodable, Encodable, Header};
 
@@ -76,8 +76,18 @@ impl HelloError {
 
 impl Hello {
     /// Our Hello: current protocol version, listen port 0 (as geth sends).
-    pub fn new(client_id: impl Into<String>, capabilities: Vec<Capability>, node_id: NodePublicKey) -> Self {
-        Self { protocol_version: P2P_VERSION, client_id: client_id.into(), capabilities, listen_port: 0, node_id }
+    pub fn new(
+        client_id: impl Into<String>,
+        capabilities: Vec<Capability>,
+        node_id: NodePublicKey,
+    ) -> Self {
+        Self {
+            protocol_version: P2P_VERSION,
+            client_id: client_id.into(),
+            capabilities,
+            listen_port: 0,
+            node_id,
+        }
     }
 
     fn capabilities_length(&self) -> usize {
@@ -131,19 +141,22 @@ impl Hello {
 
         let protocol_version = u64::decode(&mut fields).map_err(HelloError::Rlp)?;
         let client_id = Header::decode_bytes(&mut fields, false).map_err(HelloError::Rlp)?;
-        let client_id = String::from_utf8(client_id.to_vec()).map_err(|_| HelloError::ClientIdNotUtf8)?;
+        let client_id =
+            String::from_utf8(client_id.to_vec()).map_err(|_| HelloError::ClientIdNotUtf8)?;
 
         let mut cap_items = Header::decode_bytes(&mut fields, true).map_err(HelloError::Rlp)?;
         let mut capabilities = Vec::new();
         while !cap_items.is_empty() {
             let index = capabilities.len();
-            let cap = Capability::decode(&mut cap_items).map_err(|source| HelloError::Capability { index, source })?;
+            let cap = Capability::decode(&mut cap_items)
+                .map_err(|source| HelloError::Capability { index, source })?;
             capabilities.push(cap);
         }
 
         let listen_port = u64::decode(&mut fields).map_err(HelloError::Rlp)?;
         let node_id = Header::decode_bytes(&mut fields, false).map_err(HelloError::Rlp)?;
-        let node_id = NodePublicKey::try_from(node_id).map_err(|_| HelloError::NodeIdLength { len: node_id.len() })?;
+        let node_id = NodePublicKey::try_from(node_id)
+            .map_err(|_| HelloError::NodeIdLength { len: node_id.len() })?;
 
         // EIP-8: ignore further elements, but each must be a complete RLP item.
         while !fields.is_empty() {
@@ -186,7 +199,8 @@ mod tests {
 
     #[test]
     fn encoding_layout() {
-        let hello = Hello::new("a", vec![Capability::new("les", 4).unwrap()], B512::repeat_byte(0xab));
+        let hello =
+            Hello::new("a", vec![Capability::new("les", 4).unwrap()], B512::repeat_byte(0xab));
         let bytes = hello.encode().unwrap();
         let mut expected = hex!("f84c 05 61 c6c5836c657304 80 b840").to_vec();
         expected.extend_from_slice(&[0xab; 64]);
@@ -238,7 +252,10 @@ mod tests {
         // Version written as 0x00 instead of 0x80.
         let mut non_canonical = bytes.clone();
         non_canonical[2] = 0x00;
-        assert!(matches!(Hello::decode(&non_canonical), Err(HelloError::Rlp(alloy_rlp::Error::LeadingZero))));
+        assert!(matches!(
+            Hello::decode(&non_canonical),
+            Err(HelloError::Rlp(alloy_rlp::Error::LeadingZero))
+        ));
 
         // Node id of 63 bytes.
         let mut fields = hex!("05 80 c0 80 b83f").to_vec();
@@ -269,7 +286,10 @@ mod tests {
         hello.capabilities.push(Capability { name: "toolongname".into(), version: 1 });
         assert_eq!(
             hello.encode(),
-            Err(HelloError::Capability { index: 3, source: CapabilityError::NameTooLong { len: 11 } })
+            Err(HelloError::Capability {
+                index: 3,
+                source: CapabilityError::NameTooLong { len: 11 }
+            })
         );
     }
 
@@ -278,7 +298,9 @@ mod tests {
         let mut hello = sample();
         hello.client_id = "x".repeat(MAX_HELLO_SIZE);
         assert!(matches!(hello.encode(), Err(HelloError::TooLarge { .. })));
-        assert!(matches!(Hello::decode(&vec![0xc0; MAX_HELLO_SIZE + 1]), Err(HelloError::TooLarge { len }) if len == MAX_HELLO_SIZE + 1));
+        assert!(
+            matches!(Hello::decode(&vec![0xc0; MAX_HELLO_SIZE + 1]), Err(HelloError::TooLarge { len }) if len == MAX_HELLO_SIZE + 1)
+        );
 
         // The largest client id that still fits encodes and decodes.
         // Encoded length = 3 (list header) + 1 (version) + 3 + n (client id) + 19 (three
@@ -289,14 +311,19 @@ mod tests {
         assert_eq!(bytes.len(), MAX_HELLO_SIZE);
         assert_eq!(Hello::decode(&bytes), Ok(hello.clone()));
         hello.client_id.push('x');
-        assert!(matches!(hello.encode(), Err(HelloError::TooLarge { len }) if len == MAX_HELLO_SIZE + 1));
+        assert!(
+            matches!(hello.encode(), Err(HelloError::TooLarge { len }) if len == MAX_HELLO_SIZE + 1)
+        );
     }
 
     #[test]
     fn identity_checks() {
         let hello = sample();
         assert_eq!(hello.check_identity(&B512::repeat_byte(0x11)), Ok(()));
-        assert_eq!(hello.check_identity(&B512::repeat_byte(0x12)), Err(DisconnectReason::UnexpectedIdentity));
+        assert_eq!(
+            hello.check_identity(&B512::repeat_byte(0x12)),
+            Err(DisconnectReason::UnexpectedIdentity)
+        );
         let zero = Hello { node_id: B512::ZERO, ..sample() };
         assert_eq!(zero.check_identity(&B512::ZERO), Err(DisconnectReason::InvalidIdentity));
     }

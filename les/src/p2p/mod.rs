@@ -154,12 +154,12 @@ impl BaseMessage {
         match msg_id {
             HELLO_MSG => Ok(Self::Hello(Hello::decode(msg_data)?)),
             DISCONNECT_MSG => Ok(Self::Disconnect(DisconnectReason::decode(msg_data)?)),
-            PING_MSG => decode_ping_pong(msg_data)
-                .map(|()| Self::Ping)
-                .map_err(BaseMessageError::PingPong),
-            PONG_MSG => decode_ping_pong(msg_data)
-                .map(|()| Self::Pong)
-                .map_err(BaseMessageError::PingPong),
+            PING_MSG => {
+                decode_ping_pong(msg_data).map(|()| Self::Ping).map_err(BaseMessageError::PingPong)
+            }
+            PONG_MSG => {
+                decode_ping_pong(msg_data).map(|()| Self::Pong).map_err(BaseMessageError::PingPong)
+            }
             id if id < BASE_PROTOCOL_LENGTH => Err(BaseMessageError::UnknownId(id)),
             id => Err(BaseMessageError::NotBaseProtocol(id)),
         }
@@ -192,12 +192,12 @@ mod tests {
     #[test]
     fn frame_data_rejects_non_canonical_ids() {
         for bad in [
-            &hex!("00c0")[..],           // zero must be 0x80
-            &hex!("8105c0")[..],         // single byte < 0x80 wrapped in a string
-            &hex!("820005")[..],         // leading zero
-            &hex!("c0")[..],             // a list is not an integer
-            &hex!("")[..],               // nothing
-            &hex!("82ff")[..],           // truncated
+            &hex!("00c0")[..],                 // zero must be 0x80
+            &hex!("8105c0")[..],               // single byte < 0x80 wrapped in a string
+            &hex!("820005")[..],               // leading zero
+            &hex!("c0")[..],                   // a list is not an integer
+            &hex!("")[..],                     // nothing
+            &hex!("82ff")[..],                 // truncated
             &hex!("89010000000000000000")[..], // 2^64 does not fit
         ] {
             assert!(decode_frame_data(bad).is_err(), "accepted {}", hex::encode(bad));
@@ -226,7 +226,11 @@ mod tests {
             BaseMessage::decode(BASE_PROTOCOL_LENGTH, &hex!("c0")),
             Err(BaseMessageError::NotBaseProtocol(0x10))
         );
-        for msg in [BaseMessage::Ping, BaseMessage::Pong, BaseMessage::Disconnect(DisconnectReason::Quitting)] {
+        for msg in [
+            BaseMessage::Ping,
+            BaseMessage::Pong,
+            BaseMessage::Disconnect(DisconnectReason::Quitting),
+        ] {
             let data = msg.encode_data().unwrap();
             assert_eq!(BaseMessage::decode(msg.id(), &data), Ok(msg));
         }

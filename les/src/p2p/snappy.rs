@@ -44,9 +44,7 @@ pub fn compress(payload: &[u8]) -> Result<Vec<u8>, SnappyError> {
     if payload.len() > MAX_UNCOMPRESSED_LEN {
         return Err(SnappyError::PayloadTooLarge { len: payload.len() });
     }
-    snap::raw::Encoder::new()
-        .compress_vec(payload)
-        .map_err(SnappyError::Corrupt)
+    snap::raw::Encoder::new().compress_vec(payload).map_err(SnappyError::Corrupt)
 }
 
 /// Decompresses message data, refusing (before allocating) anything that declares more
@@ -70,9 +68,7 @@ pub fn decompress(data: &[u8], max_len: usize) -> Result<Vec<u8>, SnappyError> {
     }
     // The allocation below is `declared` bytes, now bounded by both limits; the decoder
     // fails if the elements do not produce exactly that many bytes.
-    snap::raw::Decoder::new()
-        .decompress_vec(data)
-        .map_err(SnappyError::Corrupt)
+    snap::raw::Decoder::new().decompress_vec(data).map_err(SnappyError::Corrupt)
 }
 
 #[cfg(test)]
@@ -96,7 +92,8 @@ mod tests {
         assert!(compressed.len() < repetitive.len() / 10);
         assert_eq!(decompress(&compressed, repetitive.len()).unwrap(), repetitive);
 
-        let noise: Vec<u8> = (0u32..5000).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+        let noise: Vec<u8> =
+            (0u32..5000).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
         assert_eq!(decompress(&compress(&noise).unwrap(), MAX_UNCOMPRESSED_LEN).unwrap(), noise);
     }
 
@@ -112,7 +109,10 @@ mod tests {
         // Exactly the transport limit passes the header check and then fails as corrupt
         // (no elements follow), proving the boundary is inclusive.
         let at_limit = hex!("ffffff07");
-        assert!(matches!(decompress(&at_limit, MAX_UNCOMPRESSED_LEN), Err(SnappyError::Corrupt(_))));
+        assert!(matches!(
+            decompress(&at_limit, MAX_UNCOMPRESSED_LEN),
+            Err(SnappyError::Corrupt(_))
+        ));
 
         let data = compress(&[7u8; 1000]).unwrap();
         assert!(matches!(
@@ -136,6 +136,8 @@ mod tests {
     #[test]
     fn oversized_payload_is_refused() {
         let big = vec![0u8; MAX_UNCOMPRESSED_LEN + 1];
-        assert!(matches!(compress(&big), Err(SnappyError::PayloadTooLarge { len }) if len == MAX_UNCOMPRESSED_LEN + 1));
+        assert!(
+            matches!(compress(&big), Err(SnappyError::PayloadTooLarge { len }) if len == MAX_UNCOMPRESSED_LEN + 1)
+        );
     }
 }
