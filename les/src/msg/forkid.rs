@@ -334,7 +334,8 @@ mod tests {
             [],
         );
         let max = u64::MAX;
-        let cases: &[(&ForkSchedule, u64, u64, ForkId, Result<(), ForkIdError>)] = &[
+        type Case<'a> = (&'a ForkSchedule, u64, u64, ForkId, Result<(), ForkIdError>);
+        let cases: &[Case<'_>] = &[
             // Block based.
             (&legacy, 15_050_000, 0, id(0xf0afd0e3, 0), Ok(())),
             (&legacy, 15_050_000, 0, id(0xf0afd0e3, max), Ok(())),

@@ -9,8 +9,8 @@ use alloy_rlp::Encodable;
 /// Any LES message of les/2, les/3 or les/4.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LesMessage {
-    /// 0x00
-    Status(Status),
+    /// 0x00 (boxed: it is by far the largest variant and comes once per connection)
+    Status(Box<Status>),
     /// 0x01
     Announce(Announce),
     /// 0x02
@@ -95,7 +95,7 @@ impl LesMessage {
             return Err(MsgError::UnknownCode { version, code });
         }
         Ok(match code {
-            codes::STATUS => LesMessage::Status(Status::decode(payload)?),
+            codes::STATUS => LesMessage::Status(Box::new(Status::decode(payload)?)),
             codes::ANNOUNCE => LesMessage::Announce(Announce::decode(payload)?),
             codes::GET_BLOCK_HEADERS => {
                 LesMessage::GetBlockHeaders(GetBlockHeaders::decode(payload)?)
@@ -178,7 +178,7 @@ impl LesMessage {
 
     fn body(&self) -> &dyn Encodable {
         match self {
-            LesMessage::Status(m) => m,
+            LesMessage::Status(m) => m.as_ref(),
             LesMessage::Announce(m) => m,
             LesMessage::GetBlockHeaders(m) => m,
             LesMessage::BlockHeaders(m) => m,
