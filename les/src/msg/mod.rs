@@ -21,6 +21,8 @@ mod message;
 mod requests;
 mod status;
 
+/// The GetBlockHeaders origin type (alloy's), re-exported for callers of this module.
+pub use alloy_eips::BlockHashOrNumber;
 pub use announce::{Announce, MAX_ANNOUNCED_TD_BITS, SIGNATURE_KEY};
 pub use error::MsgError;
 pub use forkid::{
