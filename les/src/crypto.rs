@@ -94,9 +94,7 @@ impl NodeKey {
     /// Signs a 32-byte value used directly as the ECDSA message hash (no further hashing),
     /// with a deterministic RFC 6979 nonce and a low s, as libsecp256k1 does.
     pub fn sign_prehash(&self, prehash: &B256) -> RecoverableSignature {
-        let (sig, recid) = self
-            .signing
-            .sign_prehash_recoverable(prehash.as_slice());
+        let (sig, recid) = self.signing.sign_prehash_recoverable(prehash.as_slice());
         let mut out = [0u8; 65];
         out[..64].copy_from_slice(&sig.to_bytes());
         out[64] = recid.to_byte();
@@ -127,7 +125,8 @@ pub fn recover(
     prehash: &B256,
     signature: &RecoverableSignature,
 ) -> Result<NodePublicKey, CryptoError> {
-    let sig = Signature::from_slice(&signature[..64]).map_err(|_| CryptoError::MalformedSignature)?;
+    let sig =
+        Signature::from_slice(&signature[..64]).map_err(|_| CryptoError::MalformedSignature)?;
     let recid = RecoveryId::from_byte(signature[64]).ok_or(CryptoError::MalformedSignature)?;
     if signature[64] > 1 {
         return Err(CryptoError::MalformedSignature);
@@ -227,9 +226,8 @@ impl FromStr for Enode {
         let public_key = NodePublicKey::from_slice(&key);
         validate_public_key(&public_key).map_err(|_| EnodeError::PublicKey)?;
         let addr = addr.split(['?', '/']).next().unwrap_or_default();
-        let (host, port) = addr
-            .rsplit_once(':')
-            .ok_or_else(|| EnodeError::Address(addr.to_string()))?;
+        let (host, port) =
+            addr.rsplit_once(':').ok_or_else(|| EnodeError::Address(addr.to_string()))?;
         let port: u16 = port.parse().map_err(|_| EnodeError::Address(addr.to_string()))?;
         let host = host.trim_start_matches('[').trim_end_matches(']');
         if host.is_empty() {
@@ -258,7 +256,9 @@ mod tests {
         let key = NodeKey::from_bytes(&STATIC_B).unwrap();
         assert_eq!(
             key.public_key(),
-            B512::from(hex!("ca634cae0d49acb401d8a4c6b6fe8c55b70d115bf400769cc1400f3258cd31387574077f301b421bc84df7266c44e9e6d569fc56be00812904767bf5ccd1fc7f"))
+            B512::from(hex!(
+                "ca634cae0d49acb401d8a4c6b6fe8c55b70d115bf400769cc1400f3258cd31387574077f301b421bc84df7266c44e9e6d569fc56be00812904767bf5ccd1fc7f"
+            ))
         );
         assert_eq!(
             key.node_id(),

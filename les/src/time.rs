@@ -50,6 +50,9 @@ mod tests {
         assert_eq!(b.as_nanos(), 15_000_000);
         assert_eq!(b.saturating_duration_since(a), Duration::from_millis(10));
         assert_eq!(a.saturating_duration_since(b), Duration::ZERO);
-        assert_eq!(Timestamp::from_nanos(u64::MAX).saturating_add(Duration::from_secs(1)).as_nanos(), u64::MAX);
+        assert_eq!(
+            Timestamp::from_nanos(u64::MAX).saturating_add(Duration::from_secs(1)).as_nanos(),
+            u64::MAX
+        );
     }
 }

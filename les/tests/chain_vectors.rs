@@ -27,28 +27,16 @@ use std::path::{Path, PathBuf};
 // ---------------------------------------------------------------------------------------
 
 fn vectors_dir() -> Option<PathBuf> {
-    let dir = std::env::var_os("LES_VECTORS_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("..")
-                .join("..")
-                .join("shared")
-                .join("vectors")
-        });
+    let dir = std::env::var_os("LES_VECTORS_DIR").map(PathBuf::from).unwrap_or_else(|| {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join("..").join("shared").join("vectors")
+    });
     if dir.is_dir() {
         return Some(dir);
     }
     if std::env::var("CI").as_deref() == Ok("true") {
-        panic!(
-            "mainnet test vectors not found: looked in {} (set LES_VECTORS_DIR)",
-            dir.display()
-        );
+        panic!("mainnet test vectors not found: looked in {} (set LES_VECTORS_DIR)", dir.display());
     }
-    eprintln!(
-        "skipped: mainnet test vectors not found in {} (set LES_VECTORS_DIR)",
-        dir.display()
-    );
+    eprintln!("skipped: mainnet test vectors not found in {} (set LES_VECTORS_DIR)", dir.display());
     None
 }
 
@@ -62,8 +50,7 @@ fn load(dir: &Path, name: &str) -> Vec<Value> {
 }
 
 fn text(v: &Value) -> &str {
-    v.as_str()
-        .unwrap_or_else(|| panic!("expected a string, got {v}"))
+    v.as_str().unwrap_or_else(|| panic!("expected a string, got {v}"))
 }
 
 fn data(v: &Value) -> Vec<u8> {
@@ -95,21 +82,13 @@ fn slot(v: &Value) -> B256 {
 }
 
 fn nodes(v: &Value) -> Vec<Bytes> {
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|node| Bytes::from(data(node)))
-        .collect()
+    v.as_array().unwrap().iter().map(|node| Bytes::from(data(node))).collect()
 }
 
 fn rlp_list(items: &[Vec<u8>]) -> Vec<u8> {
     let payload: Vec<u8> = items.concat();
     let mut out = Vec::new();
-    alloy_rlp::Header {
-        list: true,
-        payload_length: payload.len(),
-    }
-    .encode(&mut out);
+    alloy_rlp::Header { list: true, payload_length: payload.len() }.encode(&mut out);
     out.extend_from_slice(&payload);
     out
 }
@@ -117,11 +96,7 @@ fn rlp_list(items: &[Vec<u8>]) -> Vec<u8> {
 /// An EIP-2718 consensus encoding in the form it takes inside an RLP list: legacy (an RLP
 /// list) as is, typed (`type || payload`) wrapped in a byte string.
 fn network_form(consensus: &[u8]) -> Vec<u8> {
-    if consensus[0] >= 0xc0 {
-        consensus.to_vec()
-    } else {
-        alloy_rlp::encode(consensus)
-    }
+    if consensus[0] >= 0xc0 { consensus.to_vec() } else { alloy_rlp::encode(consensus) }
 }
 
 /// The header built from its JSON-RPC fields alone (never from `rlp`).
@@ -197,11 +172,7 @@ fn headers_rebuilt_from_fields_encode_to_rlp_and_hash() {
         let hash = b256(&entry["hash"]);
         let header = header_from_fields(entry);
 
-        assert_eq!(
-            alloy_rlp::encode(&header),
-            rlp,
-            "{label}: encoding from fields"
-        );
+        assert_eq!(alloy_rlp::encode(&header), rlp, "{label}: encoding from fields");
         let sealed = SealedHeader::seal(header.clone());
         assert_eq!(sealed.hash(), hash, "{label}: hash of the rebuilt header");
 
@@ -212,31 +183,18 @@ fn headers_rebuilt_from_fields_encode_to_rlp_and_hash() {
         layouts.insert(field_count(&header));
 
         // Negative control: gasUsed + 1 is a different header.
-        let tampered = Header {
-            gas_used: header.gas_used + 1,
-            ..header
-        };
+        let tampered = Header { gas_used: header.gas_used + 1, ..header };
         let tampered_rlp = alloy_rlp::encode(&tampered);
-        assert_ne!(
-            SealedHeader::seal(tampered).hash(),
-            hash,
-            "{label}: gasUsed+1"
-        );
+        assert_ne!(SealedHeader::seal(tampered).hash(), hash, "{label}: gasUsed+1");
         assert_eq!(
             SealedHeader::decode_expecting(&tampered_rlp, hash),
-            Err(HeaderError::HashMismatch {
-                expected: hash,
-                got: keccak256(&tampered_rlp)
-            }),
+            Err(HeaderError::HashMismatch { expected: hash, got: keccak256(&tampered_rlp) }),
             "{label}: gasUsed+1 requested by the real hash"
         );
         // Strict decoding: a trailing byte is not a header.
         let mut trailing = rlp.clone();
         trailing.push(0x80);
-        assert!(
-            matches!(SealedHeader::decode(&trailing), Err(HeaderError::Rlp(_))),
-            "{label}"
-        );
+        assert!(matches!(SealedHeader::decode(&trailing), Err(HeaderError::Rlp(_))), "{label}");
     }
     // Frontier..Berlin, London, Shanghai, Cancun, Prague.
     assert_eq!(layouts, BTreeSet::from([15, 16, 17, 20, 21]));
@@ -396,19 +354,12 @@ fn every_transaction_decodes_reencodes_hashes_and_recovers_its_sender() {
     }
     assert_eq!(total, 385);
     assert_eq!(authorities, 1);
-    assert_eq!(
-        kinds.len(),
-        6,
-        "every signature scheme is covered: {kinds:?}"
-    );
+    assert_eq!(kinds.len(), 6, "every signature scheme is covered: {kinds:?}");
     assert_eq!(kinds[&TxKind::Eip2930], 1);
     assert_eq!(kinds[&TxKind::Eip1559], 259);
     assert_eq!(kinds[&TxKind::Eip4844], 3);
     assert_eq!(kinds[&TxKind::Eip7702], 1);
-    assert_eq!(
-        kinds[&TxKind::LegacyPre155] + kinds[&TxKind::Legacy155],
-        121
-    );
+    assert_eq!(kinds[&TxKind::LegacyPre155] + kinds[&TxKind::Legacy155], 121);
     assert_eq!(TxType::Eip7702 as u8, 4);
 }
 
@@ -422,32 +373,12 @@ fn bodies_verify_against_their_headers_and_recover_senders() {
         let header = block.header.header();
         let body = BlockBody::decode(&body_rlp(&block.raws, block.withdrawals.as_ref())).unwrap();
         assert_eq!(body.transactions().len(), block.raws.len(), "{label}");
-        assert_eq!(
-            body.transactions_root(),
-            header.transactions_root,
-            "{label}: transactionsRoot"
-        );
-        assert_eq!(
-            body.ommers_hash(),
-            header.ommers_hash,
-            "{label}: ommersHash"
-        );
-        assert_eq!(
-            body.withdrawals_root(),
-            header.withdrawals_root,
-            "{label}: withdrawalsRoot"
-        );
+        assert_eq!(body.transactions_root(), header.transactions_root, "{label}: transactionsRoot");
+        assert_eq!(body.ommers_hash(), header.ommers_hash, "{label}: ommersHash");
+        assert_eq!(body.withdrawals_root(), header.withdrawals_root, "{label}: withdrawalsRoot");
         assert_eq!(body.verify(header), Ok(()), "{label}");
-        assert_eq!(
-            body.recover_senders().as_ref(),
-            Ok(&block.senders),
-            "{label}: senders"
-        );
-        assert_eq!(
-            BlockBody::decode(&body.encode()).as_ref(),
-            Ok(&body),
-            "{label}: re-encoding"
-        );
+        assert_eq!(body.recover_senders().as_ref(), Ok(&block.senders), "{label}: senders");
+        assert_eq!(BlockBody::decode(&body.encode()).as_ref(), Ok(&body), "{label}: re-encoding");
     }
 }
 
@@ -476,11 +407,7 @@ fn tampered_bodies_are_rejected() {
         let last = block.raws.len() - 1;
         let original = BlockTransaction::decode_2718_exact(&block.raws[last]).unwrap();
         let forged = with_changed_s(&original);
-        assert_ne!(
-            recover_sender(&forged).ok(),
-            Some(block.senders[last]),
-            "{label}: s+1"
-        );
+        assert_ne!(recover_sender(&forged).ok(), Some(block.senders[last]), "{label}: s+1");
         let mut raws = block.raws.clone();
         raws[last] = forged.encoded_2718();
         let body = BlockBody::decode(&body_rlp(&raws, block.withdrawals.as_ref())).unwrap();
@@ -497,13 +424,8 @@ fn tampered_bodies_are_rejected() {
 
         // An uncle the header does not commit to.
         let uncle = rlp_list(&[block.header.encoded()]);
-        let transactions = rlp_list(
-            &block
-                .raws
-                .iter()
-                .map(|raw| network_form(raw))
-                .collect::<Vec<_>>(),
-        );
+        let transactions =
+            rlp_list(&block.raws.iter().map(|raw| network_form(raw)).collect::<Vec<_>>());
         let mut parts = vec![transactions, uncle];
         if let Some(withdrawals) = &block.withdrawals {
             parts.push(alloy_rlp::encode(withdrawals));
@@ -513,10 +435,7 @@ fn tampered_bodies_are_rejected() {
         assert!(
             matches!(
                 body.verify(header),
-                Err(BodyError::Mismatch(RootMismatch {
-                    commitment: Commitment::OmmersHash,
-                    ..
-                }))
+                Err(BodyError::Mismatch(RootMismatch { commitment: Commitment::OmmersHash, .. }))
             ),
             "{label}: extra uncle"
         );
@@ -525,11 +444,7 @@ fn tampered_bodies_are_rejected() {
         match &block.withdrawals {
             Some(withdrawals) => {
                 let body = BlockBody::decode(&body_rlp(&block.raws, None)).unwrap();
-                assert_eq!(
-                    body.verify(header),
-                    Err(BodyError::MissingWithdrawals),
-                    "{label}"
-                );
+                assert_eq!(body.verify(header), Err(BodyError::MissingWithdrawals), "{label}");
                 let mut fewer = withdrawals.clone();
                 fewer.pop();
                 let body = BlockBody::decode(&body_rlp(&block.raws, Some(&fewer))).unwrap();
@@ -543,11 +458,7 @@ fn tampered_bodies_are_rejected() {
             }
             None => {
                 let body = BlockBody::decode(&body_rlp(&block.raws, Some(&vec![]))).unwrap();
-                assert_eq!(
-                    body.verify(header),
-                    Err(BodyError::UnexpectedWithdrawals),
-                    "{label}"
-                );
+                assert_eq!(body.verify(header), Err(BodyError::UnexpectedWithdrawals), "{label}");
             }
         }
 
@@ -560,10 +471,7 @@ fn tampered_bodies_are_rejected() {
                 rlp_list(&[]),
                 alloy_rlp::encode(Vec::<Withdrawal>::new()),
             ]);
-            assert!(
-                matches!(BlockBody::decode(&body), Err(BodyError::Transactions(_))),
-                "{label}"
-            );
+            assert!(matches!(BlockBody::decode(&body), Err(BodyError::Transactions(_))), "{label}");
         }
     }
 }
@@ -647,11 +555,7 @@ fn proof_cases(dir: &Path) -> Vec<ProofCase> {
                 Some(_) => {
                     // Anchored: the state root comes from the verified header.
                     let header = &headers[&b256(&entry["blockHash"])];
-                    assert_eq!(
-                        header.header().state_root,
-                        b256(&entry["stateRoot"]),
-                        "{label}"
-                    );
+                    assert_eq!(header.header().state_root, b256(&entry["stateRoot"]), "{label}");
                     header.header().state_root
                 }
                 None => {
@@ -731,11 +635,7 @@ fn ordered_eip1186_proofs_verify_to_the_recorded_values() {
         if let Some((_, _, _, code_hash)) = case.account
             && code_hash == alloy_trie::KECCAK_EMPTY
         {
-            assert_eq!(
-                verify_code(code_hash, &[]),
-                Ok(()),
-                "{label}: EOA has empty code"
-            );
+            assert_eq!(verify_code(code_hash, &[]), Ok(()), "{label}: EOA has empty code");
         }
     }
 }
@@ -784,10 +684,7 @@ fn les_node_sets_verify_through_the_walker() {
     assert!(merged.len() < shared[0].account_proof.len() + shared[1].account_proof.len());
     let mut set = NodeSet::new(merged.iter().cloned());
     for case in &shared {
-        assert_eq!(
-            account_tuple(set.account(case.root, &case.address).unwrap()),
-            case.account
-        );
+        assert_eq!(account_tuple(set.account(case.root, &case.address).unwrap()), case.account);
     }
     assert_eq!(set.finish(), Ok(()));
     // One of the two accounts alone leaves the other's nodes unused.
@@ -833,10 +730,7 @@ fn tampered_proofs_are_rejected() {
         // A missing node: drop the last node of the path.
         let original = keccak256(case.account_proof.last().unwrap());
         let truncated = &case.account_proof[..case.account_proof.len() - 1];
-        assert!(
-            verify_account_proof(case.root, &case.address, truncated).is_err(),
-            "{label}"
-        );
+        assert!(verify_account_proof(case.root, &case.address, truncated).is_err(), "{label}");
         assert_eq!(
             verify_account(case.root, &case.address, &node_set(&[truncated])).unwrap_err(),
             ProofError::MissingNode {
@@ -854,9 +748,7 @@ fn tampered_proofs_are_rejected() {
         padded.push(extra.clone());
         assert_eq!(
             verify_account(case.root, &case.address, &padded).unwrap_err(),
-            ProofError::UnusedNodes {
-                unused: vec![keccak256(&extra)]
-            },
+            ProofError::UnusedNodes { unused: vec![keccak256(&extra)] },
             "{label}: extra node"
         );
         // In ordered form the extra node after the leaf is rejected by alloy's verifier.
@@ -870,31 +762,19 @@ fn tampered_proofs_are_rejected() {
         // Ordered proofs must be in path order.
         let mut reversed = case.account_proof.clone();
         reversed.reverse();
-        assert!(
-            verify_account_proof(case.root, &case.address, &reversed).is_err(),
-            "{label}"
-        );
+        assert!(verify_account_proof(case.root, &case.address, &reversed).is_err(), "{label}");
 
         // Storage value + 1, and a flipped bit in a storage node.
         for (slot, value, proof) in &case.storage {
             let storage_root = case.account.unwrap().2;
-            assert_ne!(
-                verify_storage_proof(storage_root, slot, proof),
-                Ok(*value + U256::from(1))
-            );
+            assert_ne!(verify_storage_proof(storage_root, slot, proof), Ok(*value + U256::from(1)));
             let mut flipped = proof.clone();
             let mut leaf = flipped.last().unwrap().to_vec();
             let last = leaf.len() - 1;
             leaf[last] ^= 0x01;
             *flipped.last_mut().unwrap() = Bytes::from(leaf);
-            assert!(
-                verify_storage_proof(storage_root, slot, &flipped).is_err(),
-                "{label}"
-            );
-            assert!(
-                verify_storage(storage_root, slot, &node_set(&[&flipped])).is_err(),
-                "{label}"
-            );
+            assert!(verify_storage_proof(storage_root, slot, &flipped).is_err(), "{label}");
+            assert!(verify_storage(storage_root, slot, &node_set(&[&flipped])).is_err(), "{label}");
         }
 
         // The proof does not prove the account against another block's state root.

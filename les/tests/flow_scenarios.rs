@@ -3,7 +3,8 @@
 //! check the point of the whole scheme: the client's estimate never exceeds the server's
 //! real buffer, so a client that obeys `can_send` never causes a buffer underrun.
 
-use les::flow::{ClientBuffer, CostEntry, CostTable, FlowParams, SendDelay, ServerBufferEstimate};
+use les::flow::{ClientBuffer, CostTable, FlowParams, SendDelay, ServerBufferEstimate};
+use les::msg::RequestCost;
 use les::time::Timestamp;
 use proptest::prelude::*;
 use std::time::Duration;
@@ -90,7 +91,7 @@ fn arb_params() -> impl Strategy<Value = (FlowParams, u64)> {
         |(base, per_item, max_items, min_recharge, slack)| {
             let largest = base + per_item * max_items;
             let costs: CostTable =
-                [CostEntry { code: GET_BLOCK_HEADERS, base_cost: base, req_cost: per_item }]
+                [RequestCost { code: GET_BLOCK_HEADERS, base_cost: base, request_cost: per_item }]
                     .into_iter()
                     .collect();
             // BL >= largest + MRR: the one-millisecond margin of `can_send` is then never
@@ -268,7 +269,7 @@ proptest! {
         limit in any::<u64>(), rate in any::<u64>(), base in any::<u64>(), per_item in any::<u64>(),
         calls in proptest::collection::vec((any::<u8>(), any::<u64>(), any::<u64>(), any::<u64>()), 1..60),
     ) {
-        let costs: CostTable = [CostEntry { code: 1, base_cost: base, req_cost: per_item }].into_iter().collect();
+        let costs: CostTable = [RequestCost { code: 1, base_cost: base, request_cost: per_item }].into_iter().collect();
         let params = FlowParams { buffer_limit: limit, min_recharge: rate, costs };
         let mut server = ClientBuffer::new(params.clone(), Timestamp::ZERO);
         let mut client = ServerBufferEstimate::new(params, Timestamp::ZERO);

@@ -29,11 +29,7 @@ fn list_item() -> impl Strategy<Value = Bytes> {
     vec(string_item(), 0..4).prop_map(|items| {
         let payload_length = items.iter().map(|i| i.len()).sum();
         let mut out = Vec::new();
-        Header {
-            list: true,
-            payload_length,
-        }
-        .encode(&mut out);
+        Header { list: true, payload_length }.encode(&mut out);
         for item in items {
             out.extend_from_slice(&item);
         }
@@ -93,13 +89,7 @@ fn status() -> impl Strategy<Value = Status> {
             (bl, mrr, mrc),
             other,
         )| {
-            let [
-                chain_since,
-                recent_chain,
-                state_since,
-                recent_state,
-                tx_lookup,
-            ] = numbers;
+            let [chain_since, recent_chain, state_since, recent_state, tx_lookup] = numbers;
             Status {
                 protocol_version: version,
                 network_id: network,
@@ -145,11 +135,7 @@ fn account_key() -> impl Strategy<Value = AccountKey> {
 fn tx_status_entry() -> impl Strategy<Value = TxStatusEntry> {
     let state = (0u64..5).prop_map(|v| TxState::from_value(v).unwrap());
     let lookup = proptest::option::of((b256(), any::<u64>(), any::<u64>()).prop_map(
-        |(block_hash, block_number, index)| TxLookup {
-            block_hash,
-            block_number,
-            index,
-        },
+        |(block_hash, block_number, index)| TxLookup { block_hash, block_number, index },
     ));
     (state, lookup, ".{0,20}").prop_map(|(status, lookup, error)| TxStatusEntry {
         status,
@@ -175,10 +161,7 @@ fn message() -> impl Strategy<Value = LesMessage> {
         ),
         (
             id(),
-            prop_oneof![
-                b256().prop_map(Into::into),
-                any::<u64>().prop_map(Into::into)
-            ],
+            prop_oneof![b256().prop_map(Into::into), any::<u64>().prop_map(Into::into)],
             any::<u64>(),
             any::<u64>(),
             any::<bool>()
@@ -193,11 +176,7 @@ fn message() -> impl Strategy<Value = LesMessage> {
                 })
             }),
         (id(), id(), vec(list_item(), 0..4)).prop_map(|(request_id, buffer_value, headers)| {
-            LesMessage::BlockHeaders(BlockHeaders {
-                request_id,
-                buffer_value,
-                headers,
-            })
+            LesMessage::BlockHeaders(BlockHeaders { request_id, buffer_value, headers })
         }),
         (id(), vec(b256(), 0..4)).prop_map(
             |(request_id, block_hashes)| LesMessage::GetBlockBodies(GetBlockBodies {
@@ -206,52 +185,28 @@ fn message() -> impl Strategy<Value = LesMessage> {
             })
         ),
         (id(), id(), vec(list_item(), 0..4)).prop_map(|(request_id, buffer_value, bodies)| {
-            LesMessage::BlockBodies(BlockBodies {
-                request_id,
-                buffer_value,
-                bodies,
-            })
+            LesMessage::BlockBodies(BlockBodies { request_id, buffer_value, bodies })
         }),
         (id(), vec(b256(), 0..4)).prop_map(|(request_id, block_hashes)| LesMessage::GetReceipts(
-            GetReceipts {
-                request_id,
-                block_hashes
-            }
+            GetReceipts { request_id, block_hashes }
         )),
         (id(), id(), vec(vec(any_item(), 0..3), 0..3)).prop_map(
             |(request_id, buffer_value, receipts)| {
-                LesMessage::Receipts(Receipts {
-                    request_id,
-                    buffer_value,
-                    receipts,
-                })
+                LesMessage::Receipts(Receipts { request_id, buffer_value, receipts })
             }
         ),
         (id(), vec((b256(), account_key()), 0..4)).prop_map(|(request_id, entries)| {
             let requests = entries
                 .into_iter()
-                .map(|(block_hash, account)| CodeRequest {
-                    block_hash,
-                    account,
-                })
+                .map(|(block_hash, account)| CodeRequest { block_hash, account })
                 .collect();
-            LesMessage::GetContractCodes(GetContractCodes {
-                request_id,
-                requests,
-            })
+            LesMessage::GetContractCodes(GetContractCodes { request_id, requests })
         }),
         (id(), id(), vec(bytes(100), 0..4)).prop_map(|(request_id, buffer_value, codes)| {
-            LesMessage::ContractCodes(ContractCodes {
-                request_id,
-                buffer_value,
-                codes,
-            })
+            LesMessage::ContractCodes(ContractCodes { request_id, buffer_value, codes })
         }),
-        (
-            id(),
-            vec((b256(), account_key(), bytes(40), any::<u64>()), 0..4)
-        )
-            .prop_map(|(request_id, entries)| {
+        (id(), vec((b256(), account_key(), bytes(40), any::<u64>()), 0..4)).prop_map(
+            |(request_id, entries)| {
                 let requests = entries
                     .into_iter()
                     .map(|(block_hash, account, key, from_level)| ProofRequest {
@@ -261,48 +216,21 @@ fn message() -> impl Strategy<Value = LesMessage> {
                         from_level,
                     })
                     .collect();
-                LesMessage::GetProofsV2(GetProofsV2 {
-                    request_id,
-                    requests,
-                })
-            }),
+                LesMessage::GetProofsV2(GetProofsV2 { request_id, requests })
+            }
+        ),
         (id(), id(), vec(any_item(), 0..5)).prop_map(|(request_id, buffer_value, nodes)| {
-            LesMessage::ProofsV2(ProofsV2 {
-                request_id,
-                buffer_value,
-                nodes,
-            })
+            LesMessage::ProofsV2(ProofsV2 { request_id, buffer_value, nodes })
         }),
-        (
-            id(),
-            vec(
-                (
-                    any::<u64>(),
-                    any::<u64>(),
-                    bytes(10),
-                    any::<u64>(),
-                    any::<u64>()
-                ),
-                0..4
-            )
-        )
+        (id(), vec((any::<u64>(), any::<u64>(), bytes(10), any::<u64>(), any::<u64>()), 0..4))
             .prop_map(|(request_id, entries)| {
                 let requests = entries
                     .into_iter()
                     .map(|(trie_type, section_index, key, from_level, aux_request)| {
-                        HelperTrieRequest {
-                            trie_type,
-                            section_index,
-                            key,
-                            from_level,
-                            aux_request,
-                        }
+                        HelperTrieRequest { trie_type, section_index, key, from_level, aux_request }
                     })
                     .collect();
-                LesMessage::GetHelperTrieProofs(GetHelperTrieProofs {
-                    request_id,
-                    requests,
-                })
+                LesMessage::GetHelperTrieProofs(GetHelperTrieProofs { request_id, requests })
             }),
         (id(), id(), vec(any_item(), 0..4), vec(bytes(80), 0..3)).prop_map(
             |(request_id, buffer_value, nodes, aux_data)| {
@@ -315,24 +243,14 @@ fn message() -> impl Strategy<Value = LesMessage> {
             }
         ),
         (id(), vec(any_item(), 0..4)).prop_map(|(request_id, transactions)| LesMessage::SendTxV2(
-            SendTxV2 {
-                request_id,
-                transactions
-            }
+            SendTxV2 { request_id, transactions }
         )),
         (id(), vec(b256(), 0..4)).prop_map(|(request_id, tx_hashes)| LesMessage::GetTxStatus(
-            GetTxStatus {
-                request_id,
-                tx_hashes
-            }
+            GetTxStatus { request_id, tx_hashes }
         )),
         (id(), id(), vec(tx_status_entry(), 0..4)).prop_map(
             |(request_id, buffer_value, statuses)| {
-                LesMessage::TxStatus(TxStatus {
-                    request_id,
-                    buffer_value,
-                    statuses,
-                })
+                LesMessage::TxStatus(TxStatus { request_id, buffer_value, statuses })
             }
         ),
         Just(LesMessage::Stop),

@@ -47,10 +47,7 @@ fn head_td() -> U256 {
 }
 
 fn prague_fork_id() -> ForkId {
-    ForkId {
-        hash: hex!("c376cf8b"),
-        next: 1_764_798_551,
-    }
+    ForkId { hash: hex!("c376cf8b"), next: 1_764_798_551 }
 }
 
 fn local(schedule: &ForkSchedule, version: LesVersion) -> LocalStatus<'_> {
@@ -76,11 +73,7 @@ fn default_costs() -> Vec<RequestCost> {
         (0x14, 0, 500_000),
     ]
     .into_iter()
-    .map(|(code, base_cost, request_cost)| RequestCost {
-        code,
-        base_cost,
-        request_cost,
-    })
+    .map(|(code, base_cost, request_cost)| RequestCost { code, base_cost, request_cost })
     .collect()
 }
 
@@ -121,10 +114,7 @@ fn client_status_vector_encodes_and_decodes() {
     assert_eq!(status.fork_id, Some(prague_fork_id()));
     let message = LesMessage::Status(Box::new(status));
     assert_eq!(message.encode(), CLIENT_STATUS);
-    assert_eq!(
-        decode(LesVersion::Les4, codes::STATUS, &CLIENT_STATUS),
-        Ok(message)
-    );
+    assert_eq!(decode(LesVersion::Les4, codes::STATUS, &CLIENT_STATUS), Ok(message));
 }
 
 #[test]
@@ -132,19 +122,13 @@ fn server_status_vector_encodes_and_decodes() {
     let schedule = ForkSchedule::mainnet();
     let message = LesMessage::Status(Box::new(server_status(&schedule)));
     assert_eq!(message.encode(), SERVER_STATUS);
-    assert_eq!(
-        decode(LesVersion::Les4, codes::STATUS, &SERVER_STATUS),
-        Ok(message)
-    );
+    assert_eq!(decode(LesVersion::Les4, codes::STATUS, &SERVER_STATUS), Ok(message));
 }
 
 #[test]
 fn status_values_are_raw_items() {
     let kv = KvList::decode(&SERVER_STATUS).unwrap();
-    assert_eq!(
-        kv.get_raw(keys::FORK_ID),
-        Some(&hex!("ca84c376cf8b846930b057")[..])
-    );
+    assert_eq!(kv.get_raw(keys::FORK_ID), Some(&hex!("ca84c376cf8b846930b057")[..]));
     assert_eq!(
         kv.get_raw(keys::FLOW_CONTROL_MRC),
         Some(
@@ -164,18 +148,13 @@ fn status_values_are_raw_items() {
 fn client_accepts_the_vector_server() {
     let schedule = ForkSchedule::mainnet();
     let status = Status::decode(&SERVER_STATUS).unwrap();
-    let server = status
-        .validate_from_server(&local(&schedule, LesVersion::Les4), false)
-        .unwrap();
+    let server = status.validate_from_server(&local(&schedule, LesVersion::Les4), false).unwrap();
     assert_eq!(
         (server.head_hash, server.head_number, server.head_td),
         (HEAD_HASH, HEAD_NUMBER, head_td())
     );
     assert!(!server.announce_only);
-    assert_eq!(
-        (server.buffer_limit, server.min_recharge),
-        (96_000_000, 16_000)
-    );
+    assert_eq!((server.buffer_limit, server.min_recharge), (96_000_000, 16_000));
     assert_eq!(server.request_costs, default_costs());
 }
 
@@ -186,23 +165,16 @@ fn server_classifies_the_vector_client_and_servers() {
     let client = Status::decode(&CLIENT_STATUS).unwrap();
     assert_eq!(
         client.validate_from_client(&local),
-        Ok(RemoteClient::LightClient {
-            announce_type: AnnounceType::Signed
-        })
+        Ok(RemoteClient::LightClient { announce_type: AnnounceType::Signed })
     );
     let mut default_client = client.clone();
     default_client.announce_type = None;
     assert_eq!(
         default_client.validate_from_client(&local),
-        Ok(RemoteClient::LightClient {
-            announce_type: AnnounceType::Simple
-        })
+        Ok(RemoteClient::LightClient { announce_type: AnnounceType::Simple })
     );
     let server = Status::decode(&SERVER_STATUS).unwrap();
-    assert_eq!(
-        server.validate_from_client(&local),
-        Ok(RemoteClient::Server)
-    );
+    assert_eq!(server.validate_from_client(&local), Ok(RemoteClient::Server));
 }
 
 #[test]
@@ -225,19 +197,13 @@ fn common_checks_refuse_other_chains_and_versions() {
     status.network_id = 5;
     assert_eq!(
         status.validate_from_client(&local4),
-        Err(StatusError::NetworkIdMismatch {
-            expected: 1,
-            received: 5
-        })
+        Err(StatusError::NetworkIdMismatch { expected: 1, received: 5 })
     );
 
     // A les/4 Status on a connection negotiated as les/3.
     assert_eq!(
         good.validate_from_client(&local(&schedule, LesVersion::Les3)),
-        Err(StatusError::ProtocolVersionMismatch {
-            expected: 3,
-            received: 4
-        })
+        Err(StatusError::ProtocolVersionMismatch { expected: 3, received: 4 })
     );
 
     let mut status = good.clone();
@@ -248,10 +214,7 @@ fn common_checks_refuse_other_chains_and_versions() {
     );
 
     let mut status = good.clone();
-    status.fork_id = Some(ForkId {
-        hash: hex!("12345678"),
-        next: 0,
-    });
+    status.fork_id = Some(ForkId { hash: hex!("12345678"), next: 0 });
     assert_eq!(
         status.validate_from_client(&local4),
         Err(StatusError::ForkId(ForkIdError::LocalIncompatibleOrStale))
@@ -261,11 +224,7 @@ fn common_checks_refuse_other_chains_and_versions() {
     let mut status = good;
     status.protocol_version = 3;
     status.fork_id = None;
-    assert!(
-        status
-            .validate_from_client(&local(&schedule, LesVersion::Les3))
-            .is_ok()
-    );
+    assert!(status.validate_from_client(&local(&schedule, LesVersion::Les3)).is_ok());
 }
 
 #[test]
@@ -277,39 +236,22 @@ fn client_refuses_incomplete_servers() {
 
     let mut status = good.clone();
     status.head_td = None;
-    assert_eq!(
-        status.validate_from_server(&local4, true),
-        missing("headTd")
-    );
+    assert_eq!(status.validate_from_server(&local4, true), missing("headTd"));
 
     let mut status = good.clone();
     status.head_number = None;
-    assert_eq!(
-        status.validate_from_server(&local4, true),
-        missing("headNum")
-    );
+    assert_eq!(status.validate_from_server(&local4, true), missing("headNum"));
 
     let mut status = good.clone();
     status.recent_tx_lookup = None;
-    assert_eq!(
-        status.validate_from_server(&local4, false),
-        missing("recentTxLookup")
-    );
+    assert_eq!(status.validate_from_server(&local4, false), missing("recentTxLookup"));
 
     let mut status = good.clone();
     status.min_recharge = None;
-    assert_eq!(
-        status.validate_from_server(&local4, false),
-        missing("flowControl/MRR")
-    );
+    assert_eq!(status.validate_from_server(&local4, false), missing("flowControl/MRR"));
 
     let mut status = good.clone();
-    status.request_costs = Some(
-        default_costs()
-            .into_iter()
-            .filter(|c| c.code != 0x14)
-            .collect(),
-    );
+    status.request_costs = Some(default_costs().into_iter().filter(|c| c.code != 0x14).collect());
     assert_eq!(
         status.validate_from_server(&local4, false),
         Err(StatusError::MissingRequestCost { code: 0x14 })
@@ -318,27 +260,12 @@ fn client_refuses_incomplete_servers() {
     // Costs for codes outside the version are ignored, a repeated code keeps the last.
     let mut status = good.clone();
     let mut costs = default_costs();
-    costs.push(RequestCost {
-        code: 0x30,
-        base_cost: 1,
-        request_cost: 1,
-    });
-    costs.push(RequestCost {
-        code: 0x02,
-        base_cost: 7,
-        request_cost: 8,
-    });
+    costs.push(RequestCost { code: 0x30, base_cost: 1, request_cost: 1 });
+    costs.push(RequestCost { code: 0x02, base_cost: 7, request_cost: 8 });
     status.request_costs = Some(costs);
     let server = status.validate_from_server(&local4, false).unwrap();
     assert_eq!(server.request_costs.len(), 8);
-    assert_eq!(
-        server.request_costs[0],
-        RequestCost {
-            code: 0x02,
-            base_cost: 7,
-            request_cost: 8
-        }
-    );
+    assert_eq!(server.request_costs[0], RequestCost { code: 0x02, base_cost: 7, request_cost: 8 });
 }
 
 #[test]
@@ -354,10 +281,7 @@ fn announce_only_servers_need_trust() {
         strip(&mut status);
         // An announce-only server need not list costs for every request.
         status.request_costs = Some(Vec::new());
-        assert_eq!(
-            status.validate_from_server(&local4, false),
-            Err(StatusError::UselessPeer)
-        );
+        assert_eq!(status.validate_from_server(&local4, false), Err(StatusError::UselessPeer));
         let server = status.validate_from_server(&local4, true).unwrap();
         assert!(server.announce_only);
     }
@@ -370,11 +294,7 @@ fn recent_tx_lookup_is_optional_before_les4() {
     status.protocol_version = 3;
     status.fork_id = None;
     status.recent_tx_lookup = None;
-    assert!(
-        status
-            .validate_from_server(&local(&schedule, LesVersion::Les3), false)
-            .is_ok()
-    );
+    assert!(status.validate_from_server(&local(&schedule, LesVersion::Les3), false).is_ok());
 }
 
 #[test]
@@ -384,28 +304,20 @@ fn status_decoding_requirements() {
     kv.remove(keys::NETWORK_ID);
     assert_eq!(
         Status::decode(&alloy_rlp::encode(&kv)),
-        Err(MsgError::Status(StatusError::MissingKey {
-            key: "networkId"
-        }))
+        Err(MsgError::Status(StatusError::MissingKey { key: "networkId" }))
     );
     // A known key with a malformed value.
     let mut kv = KvList::decode(&CLIENT_STATUS).unwrap();
     kv.insert(keys::HEAD_HASH, &B256::ZERO.as_slice()[..31].to_vec());
     assert!(matches!(
         Status::decode(&alloy_rlp::encode(&kv)),
-        Err(MsgError::Rlp {
-            context: "headHash",
-            ..
-        })
+        Err(MsgError::Rlp { context: "headHash", .. })
     ));
     let mut kv = KvList::decode(&CLIENT_STATUS).unwrap();
     kv.insert(keys::ANNOUNCE_TYPE, &3u64);
     assert_eq!(
         Status::decode(&alloy_rlp::encode(&kv)),
-        Err(MsgError::UnknownValue {
-            context: "announceType",
-            value: 3
-        })
+        Err(MsgError::UnknownValue { context: "announceType", value: 3 })
     );
 }
 
@@ -415,29 +327,19 @@ fn status_keeps_unknown_keys_and_lets_the_last_duplicate_win() {
     kv.insert("checkpoint/registerHeight", &12u64);
     let with_extra = alloy_rlp::encode(&kv);
     let status = Status::decode(&with_extra).unwrap();
-    assert_eq!(
-        status.other.get::<u64>("checkpoint/registerHeight"),
-        Ok(Some(12))
-    );
+    assert_eq!(status.other.get::<u64>("checkpoint/registerHeight"), Ok(Some(12)));
     assert_eq!(alloy_rlp::encode(&status), with_extra);
 
     // A repeated key: the later value is the one typed, and the list re-encodes exactly.
     let entries = &CLIENT_STATUS[2..];
     let again = hex!("ce 8c616e6e6f756e636554797065 01");
     let mut payload = Vec::new();
-    Header {
-        list: true,
-        payload_length: entries.len() + again.len(),
-    }
-    .encode(&mut payload);
+    Header { list: true, payload_length: entries.len() + again.len() }.encode(&mut payload);
     payload.extend_from_slice(entries);
     payload.extend_from_slice(&again);
     let status = Status::decode(&payload).unwrap();
     assert_eq!(status.announce_type, Some(AnnounceType::Simple));
-    assert_eq!(
-        alloy_rlp::encode(KvList::decode(&payload).unwrap()),
-        payload
-    );
+    assert_eq!(alloy_rlp::encode(KvList::decode(&payload).unwrap()), payload);
 }
 
 #[test]
@@ -461,9 +363,7 @@ fn signed_announce_vector() {
          3bffd1171565e9589e572bcc1cea1b86d219b484c94704c753b99a06d58c2bca00"
     );
     let message = decode(LesVersion::Les4, codes::ANNOUNCE, &SIGNED_ANNOUNCE).unwrap();
-    let LesMessage::Announce(announce) = &message else {
-        panic!("not an Announce: {message:?}")
-    };
+    let LesMessage::Announce(announce) = &message else { panic!("not an Announce: {message:?}") };
     assert_eq!(announce.head_hash, HEAD_HASH);
     assert_eq!(announce.head_number, HEAD_NUMBER);
     assert_eq!(announce.head_td, head_td());
@@ -482,28 +382,18 @@ fn signed_announce_vector() {
         params: KvList::new(),
     };
     assert_eq!(unsigned.signature(), Ok(None));
-    assert_eq!(
-        alloy_rlp::encode(unsigned.with_signature(&sig)),
-        SIGNED_ANNOUNCE
-    );
+    assert_eq!(alloy_rlp::encode(unsigned.with_signature(&sig)), SIGNED_ANNOUNCE);
 
     // The vector's signature covers keccak256(rlp([hash, number, td])) and recovers to the
     // node ID the research lists (EIP-8 static key B).
     let mut signed = Vec::new();
     let payload_length = HEAD_HASH.length() + HEAD_NUMBER.length() + head_td().length();
-    Header {
-        list: true,
-        payload_length,
-    }
-    .encode(&mut signed);
+    Header { list: true, payload_length }.encode(&mut signed);
     HEAD_HASH.encode(&mut signed);
     HEAD_NUMBER.encode(&mut signed);
     head_td().encode(&mut signed);
     let prehash = keccak256(&signed);
-    assert_eq!(
-        prehash,
-        b256!("56d566d5171d0092e5582c92a90f6f3f3ce74e708d085f71e05e743b2ebba937")
-    );
+    assert_eq!(prehash, b256!("56d566d5171d0092e5582c92a90f6f3f3ce74e708d085f71e05e743b2ebba937"));
     assert_eq!(
         les::crypto::recover_node_id(&prehash, &sig).unwrap(),
         b256!("a448f24c6d18e575453db13171562b71999873db5b286df957af199ec94617f7")
@@ -529,11 +419,7 @@ fn get_block_headers_example() {
     assert_eq!(message.request_id(), Some(1));
 
     // By hash, reverse.
-    let by_hash = GetBlockHeaders {
-        origin: HEAD_HASH.into(),
-        reverse: true,
-        ..expected
-    };
+    let by_hash = GetBlockHeaders { origin: HEAD_HASH.into(), reverse: true, ..expected };
     let encoded = LesMessage::GetBlockHeaders(by_hash.clone()).encode();
     let mut expected_bytes = hex!("e7 01 e5 a0").to_vec();
     expected_bytes.extend_from_slice(HEAD_HASH.as_slice());
@@ -551,29 +437,18 @@ fn helper_trie_example() {
     };
     let message = LesMessage::GetHelperTrieProofs(request);
     assert_eq!(message.encode(), payload);
-    assert_eq!(
-        decode(LesVersion::Les4, codes::GET_HELPER_TRIE_PROOFS, &payload),
-        Ok(message)
-    );
+    assert_eq!(decode(LesVersion::Les4, codes::GET_HELPER_TRIE_PROOFS, &payload), Ok(message));
 }
 
 #[test]
 fn tx_status_examples() {
-    let unknown = TxStatusEntry {
-        status: TxState::Unknown,
-        lookup: None,
-        error: String::new(),
-    };
+    let unknown = TxStatusEntry { status: TxState::Unknown, lookup: None, error: String::new() };
     assert_eq!(alloy_rlp::encode(&unknown), hex!("c380c080"));
 
     let block_hash = B256::repeat_byte(0xab);
     let included = TxStatusEntry {
         status: TxState::Included,
-        lookup: Some(TxLookup {
-            block_hash,
-            block_number: 15_537_393,
-            index: 7,
-        }),
+        lookup: Some(TxLookup { block_hash, block_number: 15_537_393, index: 7 }),
         error: String::new(),
     };
     let mut included_bytes = hex!("e9 03 e6 a0").to_vec();
@@ -590,45 +465,26 @@ fn tx_status_examples() {
     let mut payload = Vec::new();
     let entries_length = 4 + included_bytes.len();
     let mut body = hex!("09 8203e8").to_vec();
-    Header {
-        list: true,
-        payload_length: entries_length,
-    }
-    .encode(&mut body);
+    Header { list: true, payload_length: entries_length }.encode(&mut body);
     body.extend_from_slice(&hex!("c380c080"));
     body.extend_from_slice(&included_bytes);
-    Header {
-        list: true,
-        payload_length: body.len(),
-    }
-    .encode(&mut payload);
+    Header { list: true, payload_length: body.len() }.encode(&mut payload);
     payload.extend_from_slice(&body);
     let message = LesMessage::TxStatus(reply);
     assert_eq!(message.encode(), payload);
-    assert_eq!(
-        decode(LesVersion::Les2, codes::TX_STATUS, &payload),
-        Ok(message)
-    );
+    assert_eq!(decode(LesVersion::Les2, codes::TX_STATUS, &payload), Ok(message));
 }
 
 #[test]
 fn tx_status_two_element_entries_are_understood() {
     // [1, 2, [[0, "nonce too low"], [3, rlp([hash, 5, 1]) as a string], [3, [hash, 5, 1]], [2, ""]]]
     let hash = B256::repeat_byte(0x11);
-    let lookup = TxLookup {
-        block_hash: hash,
-        block_number: 5,
-        index: 1,
-    };
+    let lookup = TxLookup { block_hash: hash, block_number: 5, index: 1 };
     let lookup_rlp = alloy_rlp::encode(lookup);
     let mut entries = Vec::new();
     let entry = |fields: &[&dyn Encodable], out: &mut Vec<u8>| {
         let payload_length = fields.iter().map(|f| f.length()).sum();
-        Header {
-            list: true,
-            payload_length,
-        }
-        .encode(out);
+        Header { list: true, payload_length }.encode(out);
         for f in fields {
             f.encode(out);
         }
@@ -638,29 +494,18 @@ fn tx_status_two_element_entries_are_understood() {
     entry(&[&3u64, &lookup], &mut entries);
     entry(&[&2u64, &"".as_bytes()], &mut entries);
     let mut body = hex!("01 02").to_vec();
-    Header {
-        list: true,
-        payload_length: entries.len(),
-    }
-    .encode(&mut body);
+    Header { list: true, payload_length: entries.len() }.encode(&mut body);
     body.extend_from_slice(&entries);
     let mut payload = Vec::new();
-    Header {
-        list: true,
-        payload_length: body.len(),
-    }
-    .encode(&mut payload);
+    Header { list: true, payload_length: body.len() }.encode(&mut payload);
     payload.extend_from_slice(&body);
 
     let Ok(LesMessage::TxStatus(reply)) = decode(LesVersion::Les4, codes::TX_STATUS, &payload)
     else {
         panic!("two-element entries refused")
     };
-    let statuses: Vec<_> = reply
-        .statuses
-        .iter()
-        .map(|s| (s.status, s.lookup, s.error.as_str()))
-        .collect();
+    let statuses: Vec<_> =
+        reply.statuses.iter().map(|s| (s.status, s.lookup, s.error.as_str())).collect();
     assert_eq!(
         statuses,
         [
@@ -675,31 +520,16 @@ fn tx_status_two_element_entries_are_understood() {
 #[test]
 fn stop_and_resume() {
     assert_eq!(LesMessage::Stop.encode(), hex!("c0"));
-    assert_eq!(
-        decode(LesVersion::Les3, codes::STOP, &hex!("c0")),
-        Ok(LesMessage::Stop)
-    );
+    assert_eq!(decode(LesVersion::Les3, codes::STOP, &hex!("c0")), Ok(LesMessage::Stop));
     assert!(matches!(
         decode(LesVersion::Les3, codes::STOP, &hex!("c180")),
-        Err(MsgError::WrongElementCount {
-            expected: 0,
-            found: 1,
-            ..
-        })
+        Err(MsgError::WrongElementCount { expected: 0, found: 1, .. })
     ));
-    let resume = LesMessage::Resume(Resume {
-        buffer_value: 96_000_000,
-    });
+    let resume = LesMessage::Resume(Resume { buffer_value: 96_000_000 });
     assert_eq!(resume.encode(), hex!("8405b8d800"));
-    assert_eq!(
-        decode(LesVersion::Les4, codes::RESUME, &hex!("8405b8d800")),
-        Ok(resume.clone())
-    );
+    assert_eq!(decode(LesVersion::Les4, codes::RESUME, &hex!("8405b8d800")), Ok(resume.clone()));
     // The spec's list form is accepted too.
-    assert_eq!(
-        decode(LesVersion::Les4, codes::RESUME, &hex!("c58405b8d800")),
-        Ok(resume.clone())
-    );
+    assert_eq!(decode(LesVersion::Les4, codes::RESUME, &hex!("c58405b8d800")), Ok(resume.clone()));
     assert_eq!(resume.buffer_value(), Some(96_000_000));
     assert!(decode(LesVersion::Les4, codes::RESUME, &hex!("c0")).is_err());
     assert!(decode(LesVersion::Les4, codes::RESUME, &hex!("c28080")).is_err());
@@ -711,29 +541,18 @@ fn account_keys_of_every_geth_generation() {
     let block_hash = B256::repeat_byte(1);
     let storage = ProofRequest::storage(block_hash, address, B256::with_last_byte(3));
     assert_eq!(storage.account, AccountKey::Address(address));
-    assert_eq!(
-        storage.key.as_ref(),
-        keccak256(B256::with_last_byte(3)).as_slice()
-    );
+    assert_eq!(storage.key.as_ref(), keccak256(B256::with_last_byte(3)).as_slice());
     let account = ProofRequest::account(block_hash, address);
     assert_eq!(account.account, AccountKey::AccountTrie);
     assert_eq!(account.key.as_ref(), keccak256(address).as_slice());
 
     // geth <= v1.12.0 sends keccak256(address): understood as Hashed.
-    let legacy = ProofRequest {
-        account: AccountKey::Hashed(keccak256(address)),
-        ..storage.clone()
-    };
-    let request = les::msg::GetProofsV2 {
-        request_id: 3,
-        requests: vec![account, storage, legacy],
-    };
+    let legacy =
+        ProofRequest { account: AccountKey::Hashed(keccak256(address)), ..storage.clone() };
+    let request = les::msg::GetProofsV2 { request_id: 3, requests: vec![account, storage, legacy] };
     let message = LesMessage::GetProofsV2(request);
     let payload = message.encode();
-    assert_eq!(
-        decode(LesVersion::Les2, codes::GET_PROOFS_V2, &payload),
-        Ok(message)
-    );
+    assert_eq!(decode(LesVersion::Les2, codes::GET_PROOFS_V2, &payload), Ok(message));
     assert_eq!(
         AccountKey::Address(address).hashed(),
         AccountKey::Hashed(keccak256(address)).hashed()
@@ -744,32 +563,17 @@ fn account_keys_of_every_geth_generation() {
     block_hash.encode(&mut entry);
     [0x42u8; 21].encode(&mut entry);
     let mut entries = Vec::new();
-    Header {
-        list: true,
-        payload_length: entry.len(),
-    }
-    .encode(&mut entries);
+    Header { list: true, payload_length: entry.len() }.encode(&mut entries);
     entries.extend_from_slice(&entry);
     let mut body = vec![0x03];
-    Header {
-        list: true,
-        payload_length: entries.len(),
-    }
-    .encode(&mut body);
+    Header { list: true, payload_length: entries.len() }.encode(&mut body);
     body.extend_from_slice(&entries);
     let mut payload = Vec::new();
-    Header {
-        list: true,
-        payload_length: body.len(),
-    }
-    .encode(&mut payload);
+    Header { list: true, payload_length: body.len() }.encode(&mut payload);
     payload.extend_from_slice(&body);
     assert_eq!(
         decode(LesVersion::Les2, codes::GET_CONTRACT_CODES, &payload),
-        Err(MsgError::InvalidLength {
-            context: "GetContractCodes entry accountKey",
-            found: 21
-        })
+        Err(MsgError::InvalidLength { context: "GetContractCodes entry accountKey", found: 21 })
     );
 }
 
@@ -801,11 +605,7 @@ fn request_limits() {
         });
         let request = message.as_request().unwrap();
         assert_eq!(
-            (
-                request.code(),
-                request.item_count(),
-                request.within_limits()
-            ),
+            (request.code(), request.item_count(), request.within_limits()),
             (codes::GET_TX_STATUS, count as u64, ok)
         );
     }
@@ -818,15 +618,8 @@ fn request_limits() {
 #[test]
 fn refuses_trailing_bytes() {
     assert_eq!(
-        decode(
-            LesVersion::Les4,
-            codes::GET_BLOCK_HEADERS,
-            &hex!("c701c56481c0808000")
-        ),
-        Err(MsgError::TrailingBytes {
-            context: "GetBlockHeaders",
-            extra: 1
-        })
+        decode(LesVersion::Les4, codes::GET_BLOCK_HEADERS, &hex!("c701c56481c0808000")),
+        Err(MsgError::TrailingBytes { context: "GetBlockHeaders", extra: 1 })
     );
     assert!(matches!(
         decode(LesVersion::Les4, codes::RESUME, &hex!("8405b8d80001")),
@@ -857,58 +650,30 @@ fn refuses_non_canonical_integers() {
     }
     // reverse = 2 is not a bool.
     assert!(matches!(
-        decode(
-            LesVersion::Les4,
-            codes::GET_BLOCK_HEADERS,
-            &hex!("c701c56481c08002")
-        ),
-        Err(MsgError::Rlp {
-            context: "GetBlockHeaders reverse",
-            ..
-        })
+        decode(LesVersion::Les4, codes::GET_BLOCK_HEADERS, &hex!("c701c56481c08002")),
+        Err(MsgError::Rlp { context: "GetBlockHeaders reverse", .. })
     ));
     // A BV with a leading zero in a reply.
     assert!(matches!(
-        decode(
-            LesVersion::Les4,
-            codes::BLOCK_HEADERS,
-            &hex!("c5 01 820005 c0")
-        ),
-        Err(MsgError::Rlp {
-            context: "BlockHeaders BV",
-            source: LeadingZero
-        })
+        decode(LesVersion::Les4, codes::BLOCK_HEADERS, &hex!("c5 01 820005 c0")),
+        Err(MsgError::Rlp { context: "BlockHeaders BV", source: LeadingZero })
     ));
 }
 
 #[test]
 fn refuses_wrong_shapes() {
     let wrong_count = |payload: &[u8], code| match decode(LesVersion::Les4, code, payload) {
-        Err(MsgError::WrongElementCount {
-            expected, found, ..
-        }) => (expected, found),
+        Err(MsgError::WrongElementCount { expected, found, .. }) => (expected, found),
         other => panic!("{payload:x?}: {other:?}"),
     };
     // Query with 3 elements, request frame with 3, reply frame with 2.
-    assert_eq!(
-        wrong_count(&hex!("c601c46481c080"), codes::GET_BLOCK_HEADERS),
-        (4, 3)
-    );
-    assert_eq!(
-        wrong_count(&hex!("c801c56481c0808001"), codes::GET_BLOCK_HEADERS),
-        (2, 3)
-    );
+    assert_eq!(wrong_count(&hex!("c601c46481c080"), codes::GET_BLOCK_HEADERS), (4, 3));
+    assert_eq!(wrong_count(&hex!("c801c56481c0808001"), codes::GET_BLOCK_HEADERS), (2, 3));
     assert_eq!(wrong_count(&hex!("c201c0"), codes::BLOCK_HEADERS), (3, 2));
     // HelperTrieProofs body must be [[nodes], [aux]].
-    assert_eq!(
-        wrong_count(&hex!("c40102c1c0"), codes::HELPER_TRIE_PROOFS),
-        (2, 1)
-    );
+    assert_eq!(wrong_count(&hex!("c40102c1c0"), codes::HELPER_TRIE_PROOFS), (2, 1));
     // A TxStatus entry of 4 elements.
-    assert_eq!(
-        wrong_count(&hex!("c80102c5c480c08080"), codes::TX_STATUS),
-        (3, 4)
-    );
+    assert_eq!(wrong_count(&hex!("c80102c5c480c08080"), codes::TX_STATUS), (3, 4));
     // A Status entry of 3 elements.
     assert_eq!(wrong_count(&hex!("c4c3808080"), codes::STATUS), (2, 3));
 
@@ -919,65 +684,36 @@ fn refuses_wrong_shapes() {
             codes::GET_BLOCK_HEADERS,
             &hex!("d0 01 ce 89010203040506070809 81c0 80 80")
         ),
-        Err(MsgError::InvalidLength {
-            context: "GetBlockHeaders origin",
-            found: 9
-        })
+        Err(MsgError::InvalidLength { context: "GetBlockHeaders origin", found: 9 })
     );
     assert_eq!(
-        decode(
-            LesVersion::Les4,
-            codes::GET_BLOCK_HEADERS,
-            &hex!("c701c5c081c08080")
-        ),
-        Err(MsgError::ExpectedString {
-            context: "GetBlockHeaders origin"
-        })
+        decode(LesVersion::Les4, codes::GET_BLOCK_HEADERS, &hex!("c701c5c081c08080")),
+        Err(MsgError::ExpectedString { context: "GetBlockHeaders origin" })
     );
     // A header that is a string, a code that is a list, a 31-byte hash.
     assert_eq!(
-        decode(
-            LesVersion::Les4,
-            codes::BLOCK_HEADERS,
-            &hex!("c50102c28180")
-        ),
-        Err(MsgError::ExpectedList {
-            context: "BlockHeaders header"
-        })
+        decode(LesVersion::Les4, codes::BLOCK_HEADERS, &hex!("c50102c28180")),
+        Err(MsgError::ExpectedList { context: "BlockHeaders header" })
     );
     assert_eq!(
         decode(LesVersion::Les4, codes::CONTRACT_CODES, &hex!("c40102c1c0")),
-        Err(MsgError::ExpectedString {
-            context: "ContractCodes code"
-        })
+        Err(MsgError::ExpectedString { context: "ContractCodes code" })
     );
     let mut short_hash = hex!("e2 01 e0 9f").to_vec();
     short_hash.extend_from_slice(&[7; 31]);
     assert!(matches!(
         decode(LesVersion::Les4, codes::GET_BLOCK_BODIES, &short_hash),
-        Err(MsgError::Rlp {
-            context: "GetBlockBodies hash",
-            ..
-        })
+        Err(MsgError::Rlp { context: "GetBlockBodies hash", .. })
     ));
     // A TxStatus with state 5.
     assert_eq!(
-        decode(
-            LesVersion::Les4,
-            codes::TX_STATUS,
-            &hex!("c70102c4c305c080")
-        ),
-        Err(MsgError::UnknownValue {
-            context: "TxStatus entry status",
-            value: 5
-        })
+        decode(LesVersion::Les4, codes::TX_STATUS, &hex!("c70102c4c305c080")),
+        Err(MsgError::UnknownValue { context: "TxStatus entry status", value: 5 })
     );
     // A request body that is a string; an empty payload.
     assert_eq!(
         decode(LesVersion::Les4, codes::GET_RECEIPTS, &hex!("c20180")),
-        Err(MsgError::ExpectedList {
-            context: "GetReceipts hashes"
-        })
+        Err(MsgError::ExpectedList { context: "GetReceipts hashes" })
     );
     assert!(matches!(
         decode(LesVersion::Les4, codes::GET_RECEIPTS, &[]),
@@ -986,10 +722,7 @@ fn refuses_wrong_shapes() {
     // A list whose declared length runs past the input.
     assert!(matches!(
         decode(LesVersion::Les4, codes::GET_RECEIPTS, &hex!("c701c0")),
-        Err(MsgError::Rlp {
-            source: alloy_rlp::Error::InputTooShort,
-            ..
-        })
+        Err(MsgError::Rlp { source: alloy_rlp::Error::InputTooShort, .. })
     ));
 }
 
@@ -1005,10 +738,7 @@ fn refuses_codes_outside_the_version() {
         0x18,
         0xff,
     ] {
-        assert_eq!(
-            decode(LesVersion::Les4, code, &hex!("c0")),
-            unknown(LesVersion::Les4, code)
-        );
+        assert_eq!(decode(LesVersion::Les4, code, &hex!("c0")), unknown(LesVersion::Les4, code));
     }
     assert_eq!(
         decode(LesVersion::Les2, codes::STOP, &hex!("c0")),
@@ -1025,24 +755,14 @@ fn refuses_oversized_payloads_before_parsing() {
     let payload = vec![0u8; MAX_MESSAGE_SIZE + 1];
     assert_eq!(
         decode(LesVersion::Les4, codes::BLOCK_HEADERS, &payload),
-        Err(MsgError::TooLarge {
-            size: MAX_MESSAGE_SIZE + 1
-        })
+        Err(MsgError::TooLarge { size: MAX_MESSAGE_SIZE + 1 })
     );
     // Just under the limit, a well-formed reply is accepted.
-    let mut reply = BlockHeaders {
-        request_id: 1,
-        buffer_value: 2,
-        headers: Vec::new(),
-    };
+    let mut reply = BlockHeaders { request_id: 1, buffer_value: 2, headers: Vec::new() };
     let big_item = {
         let body_len = MAX_MESSAGE_SIZE - 16;
         let mut item = Vec::with_capacity(body_len + 4);
-        Header {
-            list: true,
-            payload_length: body_len,
-        }
-        .encode(&mut item);
+        Header { list: true, payload_length: body_len }.encode(&mut item);
         item.resize(item.len() + body_len, 0x80);
         Bytes::from(item)
     };
@@ -1064,8 +784,5 @@ fn contract_codes_are_byte_strings() {
     };
     let message = LesMessage::ContractCodes(reply);
     assert_eq!(message.encode(), hex!("c7 04 05 c4 826000 80"));
-    assert_eq!(
-        decode(LesVersion::Les4, codes::CONTRACT_CODES, &message.encode()),
-        Ok(message)
-    );
+    assert_eq!(decode(LesVersion::Les4, codes::CONTRACT_CODES, &message.encode()), Ok(message));
 }

@@ -127,28 +127,15 @@ impl BlockBody {
         let mut uncles_rlp = Vec::new();
         alloy_rlp::encode_list::<_, Header>(&uncle_headers, &mut uncles_rlp);
         let ommers_hash = keccak256(&uncles_rlp);
-        let withdrawals_root = withdrawals
-            .as_deref()
-            .map(alloy_trie::root::ordered_trie_root);
-        Self {
-            transactions,
-            uncles,
-            withdrawals,
-            transactions_root,
-            ommers_hash,
-            withdrawals_root,
-        }
+        let withdrawals_root = withdrawals.as_deref().map(alloy_trie::root::ordered_trie_root);
+        Self { transactions, uncles, withdrawals, transactions_root, ommers_hash, withdrawals_root }
     }
 
     /// The body's RLP as LES sends it (typed transactions wrapped as byte strings).
     pub fn encode(&self) -> Vec<u8> {
         let mut transactions = Vec::new();
         let payload_length: usize = self.transactions.iter().map(|tx| tx.network_len()).sum();
-        alloy_rlp::Header {
-            list: true,
-            payload_length,
-        }
-        .encode(&mut transactions);
+        alloy_rlp::Header { list: true, payload_length }.encode(&mut transactions);
         for tx in &self.transactions {
             tx.network_encode(&mut transactions);
         }
@@ -161,11 +148,7 @@ impl BlockBody {
         }
         let payload_length = transactions.len() + uncles.len() + withdrawals.len();
         let mut out = Vec::with_capacity(payload_length + 9);
-        alloy_rlp::Header {
-            list: true,
-            payload_length,
-        }
-        .encode(&mut out);
+        alloy_rlp::Header { list: true, payload_length }.encode(&mut out);
         out.extend_from_slice(&transactions);
         out.extend_from_slice(&uncles);
         out.extend_from_slice(&withdrawals);
@@ -185,11 +168,9 @@ impl BlockBody {
             (None, None) => Ok(()),
             (Some(_), None) => Err(BodyError::MissingWithdrawals),
             (None, Some(_)) => Err(BodyError::UnexpectedWithdrawals),
-            (Some(expected), Some(got)) => Ok(RootMismatch::check(
-                Commitment::WithdrawalsRoot,
-                expected,
-                got,
-            )?),
+            (Some(expected), Some(got)) => {
+                Ok(RootMismatch::check(Commitment::WithdrawalsRoot, expected, got)?)
+            }
         }
     }
 
@@ -235,13 +216,7 @@ impl BlockBody {
     }
 
     /// Splits into transactions, uncles and withdrawals.
-    pub fn into_parts(
-        self,
-    ) -> (
-        Vec<BlockTransaction>,
-        Vec<SealedHeader>,
-        Option<Vec<Withdrawal>>,
-    ) {
+    pub fn into_parts(self) -> (Vec<BlockTransaction>, Vec<SealedHeader>, Option<Vec<Withdrawal>>) {
         (self.transactions, self.uncles, self.withdrawals)
     }
 }
@@ -266,18 +241,9 @@ mod tests {
 
     fn sample_body(withdrawals: Option<Vec<Withdrawal>>) -> (BlockBody, Address) {
         let key = NodeKey::from_bytes(&[0x33; 32]).unwrap();
-        let legacy = TxLegacy {
-            chain_id: Some(1),
-            nonce: 0,
-            gas_limit: 21_000,
-            ..Default::default()
-        };
-        let typed = TxEip1559 {
-            chain_id: 1,
-            nonce: 1,
-            gas_limit: 21_000,
-            ..Default::default()
-        };
+        let legacy =
+            TxLegacy { chain_id: Some(1), nonce: 0, gas_limit: 21_000, ..Default::default() };
+        let typed = TxEip1559 { chain_id: 1, nonce: 1, gas_limit: 21_000, ..Default::default() };
         let transactions: Vec<BlockTransaction> =
             vec![signed(&key, legacy).into(), signed(&key, typed).into()];
         (
@@ -297,12 +263,8 @@ mod tests {
 
     #[test]
     fn round_trips_and_verifies() {
-        let withdrawals = vec![Withdrawal {
-            index: 1,
-            validator_index: 2,
-            address: Address::ZERO,
-            amount: 3,
-        }];
+        let withdrawals =
+            vec![Withdrawal { index: 1, validator_index: 2, address: Address::ZERO, amount: 3 }];
         let (body, sender) = sample_body(Some(withdrawals));
         let decoded = BlockBody::decode(&body.encode()).unwrap();
         assert_eq!(decoded, body);
@@ -331,20 +293,14 @@ mod tests {
         let (body, _) = sample_body(None);
         let header = header_for(&body);
         let (transactions, _, _) = body.into_parts();
-        let uncle = SealedHeader::seal(Header {
-            number: 1,
-            ..Header::default()
-        });
+        let uncle = SealedHeader::seal(Header { number: 1, ..Header::default() });
         let with_uncle =
             BlockBody::decode(&BlockBody::new(transactions, vec![uncle.clone()], None).encode())
                 .unwrap();
         assert_eq!(with_uncle.uncles(), &[uncle]);
         assert!(matches!(
             with_uncle.verify(&header),
-            Err(BodyError::Mismatch(RootMismatch {
-                commitment: Commitment::OmmersHash,
-                ..
-            }))
+            Err(BodyError::Mismatch(RootMismatch { commitment: Commitment::OmmersHash, .. }))
         ));
     }
 

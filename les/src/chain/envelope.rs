@@ -30,21 +30,12 @@ pub(crate) fn next_item<'a>(buf: &mut &'a [u8]) -> Result<RlpItem<'a>, alloy_rlp
     let mut rest: &'a [u8] = buf;
     let header = Header::decode(&mut rest)?;
     let header_len = start.len() - rest.len();
-    let payload = rest
-        .get(..header.payload_length)
-        .ok_or(alloy_rlp::Error::InputTooShort)?;
-    let full_len = header_len
-        .checked_add(header.payload_length)
-        .ok_or(alloy_rlp::Error::InputTooShort)?;
-    let (full, after) = start
-        .split_at_checked(full_len)
-        .ok_or(alloy_rlp::Error::InputTooShort)?;
+    let payload = rest.get(..header.payload_length).ok_or(alloy_rlp::Error::InputTooShort)?;
+    let full_len =
+        header_len.checked_add(header.payload_length).ok_or(alloy_rlp::Error::InputTooShort)?;
+    let (full, after) = start.split_at_checked(full_len).ok_or(alloy_rlp::Error::InputTooShort)?;
     *buf = after;
-    Ok(RlpItem {
-        list: header.list,
-        full,
-        payload,
-    })
+    Ok(RlpItem { list: header.list, full, payload })
 }
 
 /// Splits `bytes`, which must be exactly one RLP list, into its elements.
@@ -157,18 +148,9 @@ mod tests {
 
     #[test]
     fn list_elements_rejects_trailing_bytes_and_strings() {
-        assert_eq!(
-            list_elements(&[0xc0, 0x00]).unwrap_err(),
-            alloy_rlp::Error::UnexpectedLength
-        );
-        assert_eq!(
-            list_elements(&[0x80]).unwrap_err(),
-            alloy_rlp::Error::UnexpectedString
-        );
-        assert_eq!(
-            list_elements(&[0xc2, 0x01]).unwrap_err(),
-            alloy_rlp::Error::InputTooShort
-        );
+        assert_eq!(list_elements(&[0xc0, 0x00]).unwrap_err(), alloy_rlp::Error::UnexpectedLength);
+        assert_eq!(list_elements(&[0x80]).unwrap_err(), alloy_rlp::Error::UnexpectedString);
+        assert_eq!(list_elements(&[0xc2, 0x01]).unwrap_err(), alloy_rlp::Error::InputTooShort);
         let elements = list_elements(&[0xc3, 0x01, 0x81, 0x80]).unwrap();
         assert_eq!(elements.len(), 2);
         assert_eq!(elements[0].full, &[0x01]);
@@ -183,28 +165,16 @@ mod tests {
         assert_eq!(inner[0], 0x02);
         // Wrapped (network form): accepted.
         let mut wrapped = Vec::new();
-        alloy_rlp::Header {
-            list: false,
-            payload_length: inner.len(),
-        }
-        .encode(&mut wrapped);
+        alloy_rlp::Header { list: false, payload_length: inner.len() }.encode(&mut wrapped);
         wrapped.extend_from_slice(&inner);
         let mut list = Vec::new();
-        alloy_rlp::Header {
-            list: true,
-            payload_length: wrapped.len(),
-        }
-        .encode(&mut list);
+        alloy_rlp::Header { list: true, payload_length: wrapped.len() }.encode(&mut list);
         list.extend_from_slice(&wrapped);
         let (receipts, _) = decode_envelope_list::<ReceiptEnvelope>(&list).unwrap();
         assert_eq!(receipts, vec![receipt]);
         // Unwrapped `02 || list` inside the list: rejected (alloy's network_decode would take it).
         let mut bare = Vec::new();
-        alloy_rlp::Header {
-            list: true,
-            payload_length: inner.len(),
-        }
-        .encode(&mut bare);
+        alloy_rlp::Header { list: true, payload_length: inner.len() }.encode(&mut bare);
         bare.extend_from_slice(&inner);
         assert!(matches!(
             decode_envelope_list::<ReceiptEnvelope>(&bare),

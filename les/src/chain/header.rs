@@ -39,20 +39,14 @@ impl SealedHeader {
     /// bytes), and hashes those bytes.
     pub fn decode(rlp: &[u8]) -> Result<Self, HeaderError> {
         let header: Header = alloy_rlp::decode_exact(rlp).map_err(HeaderError::Rlp)?;
-        Ok(Self {
-            header,
-            hash: header_hash(rlp),
-        })
+        Ok(Self { header, hash: header_hash(rlp) })
     }
 
     /// Decodes a header that was requested by hash and checks it is that header.
     pub fn decode_expecting(rlp: &[u8], expected: B256) -> Result<Self, HeaderError> {
         let sealed = Self::decode(rlp)?;
         if sealed.hash != expected {
-            return Err(HeaderError::HashMismatch {
-                expected,
-                got: sealed.hash,
-            });
+            return Err(HeaderError::HashMismatch { expected, got: sealed.hash });
         }
         Ok(sealed)
     }
@@ -159,19 +153,13 @@ mod tests {
 
     #[test]
     fn decode_rejects_trailing_bytes_and_hashes_the_input() {
-        let header = SealedHeader::seal(Header {
-            number: 7,
-            ..Header::default()
-        });
+        let header = SealedHeader::seal(Header { number: 7, ..Header::default() });
         let mut rlp = header.encoded();
         let decoded = SealedHeader::decode(&rlp).unwrap();
         assert_eq!(decoded, header);
         assert_eq!(decoded.hash(), keccak256(&rlp));
         rlp.push(0x80);
-        assert!(matches!(
-            SealedHeader::decode(&rlp),
-            Err(HeaderError::Rlp(_))
-        ));
+        assert!(matches!(SealedHeader::decode(&rlp), Err(HeaderError::Rlp(_))));
     }
 
     #[test]
@@ -181,10 +169,7 @@ mod tests {
         assert!(SealedHeader::decode_expecting(&rlp, header.hash()).is_ok());
         assert_eq!(
             SealedHeader::decode_expecting(&rlp, B256::ZERO),
-            Err(HeaderError::HashMismatch {
-                expected: B256::ZERO,
-                got: header.hash()
-            })
+            Err(HeaderError::HashMismatch { expected: B256::ZERO, got: header.hash() })
         );
     }
 
@@ -194,39 +179,23 @@ mod tests {
         let one = child_of(&genesis);
         let two = child_of(&one);
         let three = child_of(&two);
-        assert_eq!(
-            verify_chain(&[two, one.clone(), genesis.clone()], &three),
-            Ok(())
-        );
+        assert_eq!(verify_chain(&[two, one.clone(), genesis.clone()], &three), Ok(()));
         assert_eq!(verify_chain(&[], &three), Ok(()));
         // Skipping a block breaks the numbering.
         assert_eq!(
             verify_chain(std::slice::from_ref(&one), &three),
-            Err(ChainError::NumberNotConsecutive {
-                expected: Some(2),
-                got: 1
-            })
+            Err(ChainError::NumberNotConsecutive { expected: Some(2), got: 1 })
         );
         // A header with the right number but another parent is not an ancestor.
-        let impostor = SealedHeader::seal(Header {
-            number: 2,
-            gas_used: 1,
-            ..Header::default()
-        });
+        let impostor = SealedHeader::seal(Header { number: 2, gas_used: 1, ..Header::default() });
         assert!(matches!(
             verify_chain(&[impostor], &three),
-            Err(ChainError::ParentHashMismatch {
-                child_number: 3,
-                ..
-            })
+            Err(ChainError::ParentHashMismatch { child_number: 3, .. })
         ));
         // Nothing precedes genesis.
         assert_eq!(
             verify_chain(std::slice::from_ref(&genesis), &genesis),
-            Err(ChainError::NumberNotConsecutive {
-                expected: None,
-                got: 0
-            })
+            Err(ChainError::NumberNotConsecutive { expected: None, got: 0 })
         );
     }
 }

@@ -56,14 +56,6 @@ pub struct RootMismatch {
 impl RootMismatch {
     /// `Ok` if the values agree, else the mismatch.
     fn check(commitment: Commitment, expected: B256, got: B256) -> Result<(), Self> {
-        if expected == got {
-            Ok(())
-        } else {
-            Err(Self {
-                commitment,
-                expected,
-                got,
-            })
-        }
+        if expected == got { Ok(()) } else { Err(Self { commitment, expected, got }) }
     }
 }

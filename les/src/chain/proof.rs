@@ -113,14 +113,8 @@ pub struct NodeSet {
 impl NodeSet {
     /// Builds the set from raw node RLPs; duplicates collapse into one entry.
     pub fn new(nodes: impl IntoIterator<Item = Bytes>) -> Self {
-        let nodes = nodes
-            .into_iter()
-            .map(|node| (keccak256(&node), node))
-            .collect();
-        Self {
-            nodes,
-            used: HashSet::default(),
-        }
+        let nodes = nodes.into_iter().map(|node| (keccak256(&node), node)).collect();
+        Self { nodes, used: HashSet::default() }
     }
 
     /// Number of distinct nodes.
@@ -148,9 +142,7 @@ impl NodeSet {
         state_root: B256,
         address: &Address,
     ) -> Result<Option<TrieAccount>, ProofError> {
-        self.get(state_root, account_key(address))?
-            .map(|leaf| decode_account(&leaf))
-            .transpose()
+        self.get(state_root, account_key(address))?.map(|leaf| decode_account(&leaf)).transpose()
     }
 
     /// Proves a storage slot in an account's storage trie; absent slots are zero.
@@ -161,12 +153,8 @@ impl NodeSet {
 
     /// Ends verification of a reply: every node in the set must have been on some proven path.
     pub fn finish(self) -> Result<(), ProofError> {
-        let mut unused: Vec<B256> = self
-            .nodes
-            .keys()
-            .filter(|hash| !self.used.contains(*hash))
-            .copied()
-            .collect();
+        let mut unused: Vec<B256> =
+            self.nodes.keys().filter(|hash| !self.used.contains(*hash)).copied().collect();
         if unused.is_empty() {
             return Ok(());
         }
@@ -298,10 +286,8 @@ pub fn verify_account_and_storage(
     let mut set = NodeSet::new(nodes.iter().cloned());
     let account = set.account(state_root, address)?;
     let storage_root = account.map_or(EMPTY_ROOT_HASH, |account| account.storage_root);
-    let values = slots
-        .iter()
-        .map(|slot| set.storage(storage_root, slot))
-        .collect::<Result<Vec<_>, _>>()?;
+    let values =
+        slots.iter().map(|slot| set.storage(storage_root, slot)).collect::<Result<Vec<_>, _>>()?;
     set.finish()?;
     Ok((account, values))
 }
@@ -349,14 +335,7 @@ pub struct CodeError {
 /// Checks contract code (a `ContractCodes` entry) against the proven account's `codeHash`.
 pub fn verify_code(code_hash: B256, code: &[u8]) -> Result<(), CodeError> {
     let got = keccak256(code);
-    if got == code_hash {
-        Ok(())
-    } else {
-        Err(CodeError {
-            expected: code_hash,
-            got,
-        })
-    }
+    if got == code_hash { Ok(()) } else { Err(CodeError { expected: code_hash, got }) }
 }
 
 #[cfg(test)]
@@ -369,10 +348,8 @@ mod tests {
     /// nodes for `targets` as geth sends them: the root and hashed nodes only (the retainer
     /// also lists embedded nodes, which geth leaves inside their parents).
     fn trie(entries: &[(B256, Vec<u8>)], targets: &[B256]) -> (B256, Vec<Bytes>) {
-        let mut sorted: Vec<(Nibbles, &Vec<u8>)> = entries
-            .iter()
-            .map(|(key, value)| (Nibbles::unpack(key), value))
-            .collect();
+        let mut sorted: Vec<(Nibbles, &Vec<u8>)> =
+            entries.iter().map(|(key, value)| (Nibbles::unpack(key), value)).collect();
         sorted.sort_by_key(|(key, _)| *key);
         let retainer = ProofRetainer::new(targets.iter().map(Nibbles::unpack).collect());
         let mut builder = HashBuilder::default().with_proof_retainer(retainer);
@@ -391,9 +368,7 @@ mod tests {
     }
 
     fn storage_entries(count: u8) -> Vec<(B256, U256)> {
-        (1..=count)
-            .map(|i| (B256::with_last_byte(i), U256::from(i) * U256::from(1000)))
-            .collect()
+        (1..=count).map(|i| (B256::with_last_byte(i), U256::from(i) * U256::from(1000))).collect()
     }
 
     fn storage_trie(slots: &[(B256, U256)], targets: &[B256]) -> (B256, Vec<Bytes>) {
@@ -412,11 +387,7 @@ mod tests {
         let keys: Vec<B256> = (1..=3u8).map(B256::with_last_byte).collect();
         let entries: Vec<_> = keys.iter().map(|key| (*key, vec![key[31]])).collect();
         let (root, nodes) = trie(&entries, &[keys[1]]);
-        assert_eq!(
-            nodes.len(),
-            1,
-            "the branch and its leaves are embedded in the root extension"
-        );
+        assert_eq!(nodes.len(), 1, "the branch and its leaves are embedded in the root extension");
         let mut set = NodeSet::new(nodes.iter().cloned());
         assert_eq!(set.get(root, keys[1]), Ok(Some(vec![2])));
         assert_eq!(set.get(root, keys[0]), Ok(Some(vec![1])));
@@ -462,19 +433,12 @@ mod tests {
             verify_storage(root, &target, &without_root),
             Err(ProofError::MissingNode { hash, .. }) if hash == root
         ));
-        let extra = Bytes::from(alloy_rlp::encode(vec![
-            Bytes::from_static(
-                b"not on the path"
-            );
-            2
-        ]));
+        let extra = Bytes::from(alloy_rlp::encode(vec![Bytes::from_static(b"not on the path"); 2]));
         let mut padded = nodes.clone();
         padded.push(extra.clone());
         assert_eq!(
             verify_storage(root, &target, &padded),
-            Err(ProofError::UnusedNodes {
-                unused: vec![keccak256(&extra)]
-            })
+            Err(ProofError::UnusedNodes { unused: vec![keccak256(&extra)] })
         );
         // Duplicates are one node, not an unused second copy.
         let mut doubled = nodes.clone();
@@ -484,27 +448,16 @@ mod tests {
 
     #[test]
     fn empty_trie_proves_absence_without_nodes() {
-        assert_eq!(
-            verify_storage(EMPTY_ROOT_HASH, &B256::ZERO, &[]),
-            Ok(U256::ZERO)
-        );
-        assert_eq!(
-            verify_account(EMPTY_ROOT_HASH, &Address::ZERO, &[]),
-            Ok(None)
-        );
+        assert_eq!(verify_storage(EMPTY_ROOT_HASH, &B256::ZERO, &[]), Ok(U256::ZERO));
+        assert_eq!(verify_account(EMPTY_ROOT_HASH, &Address::ZERO, &[]), Ok(None));
     }
 
     #[test]
     fn stored_zero_is_rejected() {
         let slot = B256::with_last_byte(1);
-        let (root, nodes) = trie(
-            &[(storage_key(&slot), alloy_rlp::encode(U256::ZERO))],
-            &[storage_key(&slot)],
-        );
-        assert_eq!(
-            verify_storage(root, &slot, &nodes),
-            Err(ProofError::ZeroStorageValue)
-        );
+        let (root, nodes) =
+            trie(&[(storage_key(&slot), alloy_rlp::encode(U256::ZERO))], &[storage_key(&slot)]);
+        assert_eq!(verify_storage(root, &slot, &nodes), Err(ProofError::ZeroStorageValue));
     }
 
     #[test]
@@ -513,10 +466,7 @@ mod tests {
         assert_eq!(verify_code(keccak256(code), &code), Ok(()));
         assert_eq!(
             verify_code(B256::ZERO, &code),
-            Err(CodeError {
-                expected: B256::ZERO,
-                got: keccak256(code)
-            })
+            Err(CodeError { expected: B256::ZERO, got: keccak256(code) })
         );
     }
 }

@@ -29,19 +29,12 @@ impl BlockReceipts {
     /// Decodes one block's receipt list (exactly one RLP list) and computes its trie root.
     pub fn decode(rlp: &[u8]) -> Result<Self, ReceiptsError> {
         let (receipts, receipts_root) = decode_envelope_list(rlp)?;
-        Ok(Self {
-            receipts,
-            receipts_root,
-        })
+        Ok(Self { receipts, receipts_root })
     }
 
     /// Checks the receipts against a trusted header's `receiptsRoot`.
     pub fn verify(&self, header: &Header) -> Result<(), ReceiptsError> {
-        Ok(RootMismatch::check(
-            Commitment::ReceiptsRoot,
-            header.receipts_root,
-            self.receipts_root,
-        )?)
+        Ok(RootMismatch::check(Commitment::ReceiptsRoot, header.receipts_root, self.receipts_root)?)
     }
 
     /// The receipts, in transaction order.
@@ -71,20 +64,11 @@ mod tests {
         let receipts = BlockReceipts::decode(&[0xc0]).unwrap();
         assert!(receipts.receipts().is_empty());
         assert_eq!(receipts.receipts_root(), EMPTY_ROOT_HASH);
-        let header = Header {
-            receipts_root: EMPTY_ROOT_HASH,
-            ..Header::default()
-        };
+        let header = Header { receipts_root: EMPTY_ROOT_HASH, ..Header::default() };
         assert_eq!(receipts.verify(&header), Ok(()));
         assert!(matches!(
-            receipts.verify(&Header {
-                receipts_root: B256::ZERO,
-                ..Header::default()
-            }),
-            Err(ReceiptsError::Mismatch(RootMismatch {
-                commitment: Commitment::ReceiptsRoot,
-                ..
-            }))
+            receipts.verify(&Header { receipts_root: B256::ZERO, ..Header::default() }),
+            Err(ReceiptsError::Mismatch(RootMismatch { commitment: Commitment::ReceiptsRoot, .. }))
         ));
     }
 
@@ -102,9 +86,6 @@ mod tests {
         list.encode(&mut rlp);
         let decoded = BlockReceipts::decode(&rlp).unwrap();
         assert_eq!(decoded.receipts(), &[legacy, typed]);
-        assert_eq!(
-            decoded.receipts_root(),
-            alloy_consensus::proofs::calculate_receipt_root(&list)
-        );
+        assert_eq!(decoded.receipts_root(), alloy_consensus::proofs::calculate_receipt_root(&list));
     }
 }

@@ -77,12 +77,7 @@ mod tests {
     #[test]
     fn recovers_the_signer_of_a_typed_transaction() {
         let key = NodeKey::from_bytes(&[0x11; 32]).unwrap();
-        let tx = TxEip1559 {
-            chain_id: 1,
-            nonce: 3,
-            gas_limit: 21_000,
-            ..Default::default()
-        };
+        let tx = TxEip1559 { chain_id: 1, nonce: 3, gas_limit: 21_000, ..Default::default() };
         let signature = sign(&key, &tx.signature_hash());
         let envelope: BlockTransaction = tx.into_signed(signature).into();
         let expected = address_from_public_key(&key.public_key());
@@ -92,17 +87,11 @@ mod tests {
     #[test]
     fn authority_checks_parity_and_low_s() {
         let key = NodeKey::from_bytes(&[0x22; 32]).unwrap();
-        let authorization = Authorization {
-            chain_id: U256::from(1),
-            address: Address::ZERO,
-            nonce: 0,
-        };
+        let authorization =
+            Authorization { chain_id: U256::from(1), address: Address::ZERO, nonce: 0 };
         let signature = sign(&key, &authorization.signature_hash());
         let signed = authorization.clone().into_signed(signature);
-        assert_eq!(
-            recover_authority(&signed),
-            Ok(address_from_public_key(&key.public_key()))
-        );
+        assert_eq!(recover_authority(&signed), Ok(address_from_public_key(&key.public_key())));
 
         let bad_parity = SignedAuthorization::new_unchecked(
             authorization.clone(),
@@ -110,10 +99,7 @@ mod tests {
             signature.r(),
             signature.s(),
         );
-        assert_eq!(
-            recover_authority(&bad_parity),
-            Err(SenderError::AuthorizationParity(2))
-        );
+        assert_eq!(recover_authority(&bad_parity), Err(SenderError::AuthorizationParity(2)));
 
         // The same signature with s mirrored to the upper half recovers the same key, and
         // EIP-7702 forbids exactly that malleability.
@@ -124,9 +110,6 @@ mod tests {
             signature.r(),
             order - signature.s(),
         );
-        assert_eq!(
-            recover_authority(&high),
-            Err(SenderError::AuthorizationHighS)
-        );
+        assert_eq!(recover_authority(&high), Err(SenderError::AuthorizationHighS));
     }
 }

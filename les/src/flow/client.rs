@@ -203,7 +203,7 @@ impl ServerBufferEstimate {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::flow::CostEntry;
+    use crate::msg::RequestCost;
 
     fn ms(millis: u64) -> Timestamp {
         Timestamp::from_millis(millis)
@@ -211,7 +211,8 @@ mod tests {
 
     /// BL 1000, MRR 10/ms, one request type costing 100 + 10 per item.
     fn params() -> FlowParams {
-        let costs = [CostEntry { code: 2, base_cost: 100, req_cost: 10 }].into_iter().collect();
+        let costs =
+            [RequestCost { code: 2, base_cost: 100, request_cost: 10 }].into_iter().collect();
         FlowParams { buffer_limit: 1000, min_recharge: 10, costs }
     }
 
@@ -326,7 +327,7 @@ mod tests {
         assert!(!est.is_recharging());
         assert_eq!(est.params().buffer_limit, 500);
         assert_eq!(est.request_cost(2, 100), Some(500));
-        let update = [CostEntry { code: 2, base_cost: 1, req_cost: 1 }].into_iter().collect();
+        let update = [RequestCost { code: 2, base_cost: 1, request_cost: 1 }].into_iter().collect();
         est.on_costs(&update);
         assert_eq!(est.request_cost(2, 100), Some(101));
     }

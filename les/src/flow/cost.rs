@@ -1,24 +1,13 @@
 //! The maximum request cost table (MRC) and a client's flow-control parameters, with the
 //! defaults a geth v1.12 server advertises when no bandwidth limits are configured.
 
+use crate::msg::{RequestCost, codes};
 use std::collections::BTreeMap;
-
-/// One MRC entry: a request of message `code` with `items` items may cost at most
-/// `base_cost + req_cost * items`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct CostEntry {
-    /// LES message code of the request (relative to the capability offset).
-    pub code: u64,
-    /// Fixed part of the cost.
-    pub base_cost: u64,
-    /// Cost per requested item.
-    pub req_cost: u64,
-}
 
 /// The maximum cost of each request type, keyed by message code.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CostTable {
-    entries: BTreeMap<u64, CostEntry>,
+    entries: BTreeMap<u64, RequestCost>,
 }
 
 /// How many maximum-size requests of each type the smallest buffer must hold
@@ -34,14 +23,14 @@ pub const BUF_LIMIT_RATIO: u64 = 6000;
 /// buffer must fit [`MIN_BUFFER_MULTIPLIER`] times (`minBufferReqAmount`).
 /// Columns: code, base cost, cost per item, item count for the minimum buffer.
 const GETH_DEFAULT_COSTS: [(u64, u64, u64, u64); 8] = [
-    (0x02, 300_000, 60_000, 192), // GetBlockHeaders
-    (0x04, 0, 1_400_000, 1),      // GetBlockBodies
-    (0x06, 0, 2_000_000, 1),      // GetReceipts
-    (0x0a, 0, 900_000, 1),        // GetContractCodes
-    (0x0f, 0, 1_200_000, 1),      // GetProofsV2
-    (0x11, 0, 2_000_000, 16),     // GetHelperTrieProofs
-    (0x13, 0, 900_000, 8),        // SendTxV2
-    (0x14, 0, 500_000, 64),       // GetTxStatus
+    (codes::GET_BLOCK_HEADERS, 300_000, 60_000, 192),
+    (codes::GET_BLOCK_BODIES, 0, 1_400_000, 1),
+    (codes::GET_RECEIPTS, 0, 2_000_000, 1),
+    (codes::GET_CONTRACT_CODES, 0, 900_000, 1),
+    (codes::GET_PROOFS_V2, 0, 1_200_000, 1),
+    (codes::GET_HELPER_TRIE_PROOFS, 0, 2_000_000, 16),
+    (codes::SEND_TX_V2, 0, 900_000, 8),
+    (codes::GET_TX_STATUS, 0, 500_000, 64),
 ];
 
 impl CostTable {
@@ -54,7 +43,11 @@ impl CostTable {
     pub fn geth_default() -> Self {
         GETH_DEFAULT_COSTS
             .iter()
-            .map(|&(code, base_cost, req_cost, _)| CostEntry { code, base_cost, req_cost })
+            .map(|&(code, base_cost, request_cost, _)| RequestCost {
+                code,
+                base_cost,
+                request_cost,
+            })
             .collect()
     }
 
@@ -70,17 +63,17 @@ impl CostTable {
     }
 
     /// Adds or replaces the entry for `entry.code`.
-    pub fn insert(&mut self, entry: CostEntry) {
+    pub fn insert(&mut self, entry: RequestCost) {
         self.entries.insert(entry.code, entry);
     }
 
     /// The entry for `code`.
-    pub fn get(&self, code: u64) -> Option<CostEntry> {
+    pub fn get(&self, code: u64) -> Option<RequestCost> {
         self.entries.get(&code).copied()
     }
 
     /// All entries, ordered by code.
-    pub fn entries(&self) -> impl Iterator<Item = CostEntry> + '_ {
+    pub fn entries(&self) -> impl Iterator<Item = RequestCost> + '_ {
         self.entries.values().copied()
     }
 
@@ -102,18 +95,18 @@ impl CostTable {
         }
     }
 
-    /// `base_cost + req_cost * items` for `code`, saturating at `u64::MAX`; `None` if the
+    /// `base_cost + request_cost * items` for `code`, saturating at `u64::MAX`; `None` if the
     /// table has no entry for `code`.
     pub fn max_cost(&self, code: u64, items: u64) -> Option<u64> {
         self.get(code)
-            .map(|entry| entry.base_cost.saturating_add(entry.req_cost.saturating_mul(items)))
+            .map(|entry| entry.base_cost.saturating_add(entry.request_cost.saturating_mul(items)))
     }
 }
 
 /// Builds a table from entries; a later entry for the same code replaces an earlier one
 /// (as geth's map does when it reads an MRC list).
-impl FromIterator<CostEntry> for CostTable {
-    fn from_iter<I: IntoIterator<Item = CostEntry>>(iter: I) -> Self {
+impl FromIterator<RequestCost> for CostTable {
+    fn from_iter<I: IntoIterator<Item = RequestCost>>(iter: I) -> Self {
         let mut table = Self::new();
         for entry in iter {
             table.insert(entry);
@@ -169,8 +162,9 @@ mod tests {
 
     #[test]
     fn max_cost_saturates() {
-        let table: CostTable =
-            [CostEntry { code: 1, base_cost: u64::MAX - 5, req_cost: 3 }].into_iter().collect();
+        let table: CostTable = [RequestCost { code: 1, base_cost: u64::MAX - 5, request_cost: 3 }]
+            .into_iter()
+            .collect();
         assert_eq!(table.max_cost(1, 1), Some(u64::MAX - 2));
         assert_eq!(table.max_cost(1, 2), Some(u64::MAX));
         assert_eq!(table.max_cost(1, u64::MAX), Some(u64::MAX));
@@ -180,17 +174,17 @@ mod tests {
     #[test]
     fn later_entries_and_merges_replace_by_code() {
         let mut table: CostTable = [
-            CostEntry { code: 2, base_cost: 1, req_cost: 1 },
-            CostEntry { code: 4, base_cost: 0, req_cost: 10 },
-            CostEntry { code: 2, base_cost: 5, req_cost: 5 },
+            RequestCost { code: 2, base_cost: 1, request_cost: 1 },
+            RequestCost { code: 4, base_cost: 0, request_cost: 10 },
+            RequestCost { code: 2, base_cost: 5, request_cost: 5 },
         ]
         .into_iter()
         .collect();
         assert_eq!(table.len(), 2);
         assert_eq!(table.max_cost(2, 1), Some(10));
         let update: CostTable = [
-            CostEntry { code: 4, base_cost: 1, req_cost: 1 },
-            CostEntry { code: 6, base_cost: 0, req_cost: 7 },
+            RequestCost { code: 4, base_cost: 1, request_cost: 1 },
+            RequestCost { code: 6, base_cost: 0, request_cost: 7 },
         ]
         .into_iter()
         .collect();

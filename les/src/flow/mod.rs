@@ -4,7 +4,7 @@
 //!
 //! The model: the server gives each client a buffer of at most `buffer_limit` (BL) cost
 //! units that recharges by at least `min_recharge` (MRR) units per millisecond. Every
-//! request costs up to `base_cost + req_cost * items` (its maximum cost, from the cost
+//! request costs up to `base_cost + request_cost * items` (its maximum cost, from the cost
 //! table the server announced); the server refuses requests the buffer cannot cover,
 //! refunds what serving did not use, and reports its buffer value (BV) in every reply.
 //! The client keeps an estimate that never exceeds the real value, so it never sends a
@@ -19,7 +19,7 @@ mod cost;
 mod server;
 
 pub use client::{SendDelay, ServerBufferEstimate, UnknownRequest};
-pub use cost::{BUF_LIMIT_RATIO, CostEntry, CostTable, FlowParams, MIN_BUFFER_MULTIPLIER};
+pub use cost::{BUF_LIMIT_RATIO, CostTable, FlowParams, MIN_BUFFER_MULTIPLIER};
 pub use server::{
     AcceptError, ClientBuffer, FREEZE_MAX_JITTER, FREEZE_MIN_DELAY, PARAM_DECREASE_DELAY,
     RESUME_THRESHOLD_DIVISOR, RequestTicket,

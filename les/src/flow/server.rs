@@ -313,7 +313,8 @@ impl ClientBuffer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::flow::{CostEntry, CostTable};
+    use crate::flow::CostTable;
+    use crate::msg::RequestCost;
 
     const CODE: u64 = 0x02;
 
@@ -323,7 +324,8 @@ mod tests {
 
     /// BL 1000, MRR 10/ms, one request type costing 100 + 10 per item.
     fn params() -> FlowParams {
-        let costs = [CostEntry { code: CODE, base_cost: 100, req_cost: 10 }].into_iter().collect();
+        let costs =
+            [RequestCost { code: CODE, base_cost: 100, request_cost: 10 }].into_iter().collect();
         FlowParams { buffer_limit: 1000, min_recharge: 10, costs }
     }
 
@@ -490,7 +492,7 @@ mod tests {
 
     #[test]
     fn huge_values_do_not_overflow() {
-        let costs = [CostEntry { code: CODE, base_cost: u64::MAX, req_cost: u64::MAX }]
+        let costs = [RequestCost { code: CODE, base_cost: u64::MAX, request_cost: u64::MAX }]
             .into_iter()
             .collect::<CostTable>();
         let params = FlowParams { buffer_limit: u64::MAX, min_recharge: u64::MAX, costs };

@@ -30,15 +30,15 @@ pub struct Announce {
 }
 
 impl Announce {
+    /// A head announcement without parameters (add a signature with
+    /// [`Announce::with_signature`]).
+    pub fn new(head_hash: B256, head_number: u64, head_td: U256, reorg_depth: u64) -> Self {
+        Self { head_hash, head_number, head_td, reorg_depth, params: KvList::new() }
+    }
+
     /// A parameter-only update: zero hash, number, TD and reorg depth, as geth sends it.
     pub fn parameter_update(params: KvList) -> Self {
-        Self {
-            head_hash: B256::ZERO,
-            head_number: 0,
-            head_td: U256::ZERO,
-            reorg_depth: 0,
-            params,
-        }
+        Self { head_hash: B256::ZERO, head_number: 0, head_td: U256::ZERO, reorg_depth: 0, params }
     }
 
     /// Decodes an Announce payload.
@@ -101,9 +101,7 @@ mod tests {
         let encoded = alloy_rlp::encode(&announce);
         let mut expected = hex!("f8 39 a0").to_vec();
         expected.extend_from_slice(&[0; 32]);
-        expected.extend_from_slice(&hex!(
-            "808080 d4 d3 8f666c6f77436f6e74726f6c2f4d5252 823e80"
-        ));
+        expected.extend_from_slice(&hex!("808080 d4 d3 8f666c6f77436f6e74726f6c2f4d5252 823e80"));
         assert_eq!(encoded, expected);
         assert_eq!(Announce::decode(&encoded).unwrap(), announce);
     }
@@ -112,22 +110,12 @@ mod tests {
     fn always_five_elements() {
         // Four elements (no key/value list) and six elements are both refused.
         let four = alloy_rlp::encode(ListOf(&[&B256::ZERO, &0u64, &0u64, &0u64]));
-        let six = alloy_rlp::encode(ListOf(&[
-            &B256::ZERO,
-            &0u64,
-            &0u64,
-            &0u64,
-            &KvList::new(),
-            &0u64,
-        ]));
+        let six =
+            alloy_rlp::encode(ListOf(&[&B256::ZERO, &0u64, &0u64, &0u64, &KvList::new(), &0u64]));
         for (bad, found) in [(four, 4), (six, 6)] {
             assert_eq!(
                 Announce::decode(&bad),
-                Err(MsgError::WrongElementCount {
-                    context: "Announce",
-                    expected: 5,
-                    found
-                })
+                Err(MsgError::WrongElementCount { context: "Announce", expected: 5, found })
             );
         }
     }

@@ -26,10 +26,7 @@ impl<'a> Item<'a> {
         let mut rest = self.raw;
         let value = T::decode(&mut rest).map_err(MsgError::rlp(context))?;
         if !rest.is_empty() {
-            return Err(MsgError::TrailingBytes {
-                context,
-                extra: rest.len(),
-            });
+            return Err(MsgError::TrailingBytes { context, extra: rest.len() });
         }
         Ok(value)
     }
@@ -47,10 +44,7 @@ impl<'a> Item<'a> {
         if !self.is_list {
             return Err(MsgError::ExpectedList { context });
         }
-        Ok(ListReader {
-            rest: self.payload,
-            context,
-        })
+        Ok(ListReader { rest: self.payload, context })
     }
 }
 
@@ -65,21 +59,12 @@ pub(crate) fn take_item<'a>(
     let header = Header::decode(&mut after_header).map_err(MsgError::rlp(context))?;
     // Header::decode leaves a single byte below 0x80 in place: that byte is its own payload.
     let header_len = start.len() - after_header.len();
-    let too_short = MsgError::Rlp {
-        context,
-        source: alloy_rlp::Error::InputTooShort,
-    };
-    let total = header_len
-        .checked_add(header.payload_length)
-        .ok_or(too_short.clone())?;
+    let too_short = MsgError::Rlp { context, source: alloy_rlp::Error::InputTooShort };
+    let total = header_len.checked_add(header.payload_length).ok_or(too_short.clone())?;
     let (raw, rest) = start.split_at_checked(total).ok_or(too_short.clone())?;
     let (_, payload) = raw.split_at_checked(header_len).ok_or(too_short)?;
     *buf = rest;
-    Ok(Item {
-        raw,
-        payload,
-        is_list: header.list,
-    })
+    Ok(Item { raw, payload, is_list: header.list })
 }
 
 /// The single item that must make up all of `input`.
@@ -90,10 +75,7 @@ pub(crate) fn exactly_one_item<'a>(
     let mut rest = input;
     let item = take_item(&mut rest, context)?;
     if !rest.is_empty() {
-        return Err(MsgError::TrailingBytes {
-            context,
-            extra: rest.len(),
-        });
+        return Err(MsgError::TrailingBytes { context, extra: rest.len() });
     }
     Ok(item)
 }
@@ -126,11 +108,7 @@ impl<'a> ListReader<'a> {
     pub fn with_count(self, expected: usize) -> Result<Self, MsgError> {
         let found = self.count()?;
         if found != expected {
-            return Err(MsgError::WrongElementCount {
-                context: self.context,
-                expected,
-                found,
-            });
+            return Err(MsgError::WrongElementCount { context: self.context, expected, found });
         }
         Ok(self)
     }
@@ -143,10 +121,7 @@ impl<'a> ListReader<'a> {
     /// The next element.
     pub fn item(&mut self, context: &'static str) -> Result<Item<'a>, MsgError> {
         if self.rest.is_empty() {
-            return Err(MsgError::Rlp {
-                context,
-                source: alloy_rlp::Error::InputTooShort,
-            });
+            return Err(MsgError::Rlp { context, source: alloy_rlp::Error::InputTooShort });
         }
         take_item(&mut self.rest, context)
     }
@@ -191,11 +166,7 @@ impl ListOf<'_> {
 
 impl Encodable for ListOf<'_> {
     fn encode(&self, out: &mut dyn BufMut) {
-        Header {
-            list: true,
-            payload_length: self.payload_length(),
-        }
-        .encode(out);
+        Header { list: true, payload_length: self.payload_length() }.encode(out);
         for field in self.0 {
             field.encode(out);
         }
@@ -231,11 +202,7 @@ impl RawList<'_> {
 
 impl Encodable for RawList<'_> {
     fn encode(&self, out: &mut dyn BufMut) {
-        Header {
-            list: true,
-            payload_length: self.payload_length(),
-        }
-        .encode(out);
+        Header { list: true, payload_length: self.payload_length() }.encode(out);
         for item in self.0 {
             out.put_slice(item);
         }
@@ -279,10 +246,7 @@ mod tests {
         assert_eq!(list.raw, &hex!("c3010203"));
         assert_eq!(list.payload, &hex!("010203"));
         let single = take_item(&mut rest, "t").unwrap();
-        assert_eq!(
-            (single.raw, single.payload, single.is_list),
-            (&[5u8][..], &[5u8][..], false)
-        );
+        assert_eq!((single.raw, single.payload, single.is_list), (&[5u8][..], &[5u8][..], false));
         let string = take_item(&mut rest, "t").unwrap();
         assert_eq!(string.payload, b"abc");
         assert!(rest.is_empty());
@@ -290,17 +254,9 @@ mod tests {
 
     #[test]
     fn take_item_rejects_truncated_and_non_canonical_headers() {
-        for bad in [
-            &hex!("c401")[..],
-            &hex!("8161")[..],
-            &hex!("b80161")[..],
-            &hex!("")[..],
-        ] {
+        for bad in [&hex!("c401")[..], &hex!("8161")[..], &hex!("b80161")[..], &hex!("")[..]] {
             let mut rest = bad;
-            assert!(
-                matches!(take_item(&mut rest, "t"), Err(MsgError::Rlp { .. })),
-                "{bad:x?}"
-            );
+            assert!(matches!(take_item(&mut rest, "t"), Err(MsgError::Rlp { .. })), "{bad:x?}");
         }
     }
 
@@ -310,20 +266,13 @@ mod tests {
         let reader = ListReader::top_level(&input, "t").unwrap();
         assert_eq!(
             reader.with_count(2).unwrap_err(),
-            MsgError::WrongElementCount {
-                context: "t",
-                expected: 2,
-                found: 3
-            }
+            MsgError::WrongElementCount { context: "t", expected: 2, found: 3 }
         );
     }
 
     #[test]
     fn raw_list_encoding_matches_header_plus_items() {
-        let items = [
-            Bytes::from_static(&hex!("c0")),
-            Bytes::from_static(&hex!("05")),
-        ];
+        let items = [Bytes::from_static(&hex!("c0")), Bytes::from_static(&hex!("05"))];
         assert_eq!(alloy_rlp::encode(RawList(&items)), hex!("c2c005"));
         assert_eq!(RawList(&items).length(), 3);
     }

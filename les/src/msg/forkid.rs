@@ -97,17 +97,11 @@ impl ForkSchedule {
         let mut block_forks: Vec<u64> = block_forks.into_iter().filter(|&b| b > 0).collect();
         block_forks.sort_unstable();
         block_forks.dedup();
-        let mut time_forks: Vec<u64> = time_forks
-            .into_iter()
-            .filter(|&t| t > genesis_time)
-            .collect();
+        let mut time_forks: Vec<u64> =
+            time_forks.into_iter().filter(|&t| t > genesis_time).collect();
         time_forks.sort_unstable();
         time_forks.dedup();
-        Self {
-            genesis_hash,
-            block_forks,
-            time_forks,
-        }
+        Self { genesis_hash, block_forks, time_forks }
     }
 
     /// Ethereum mainnet's schedule.
@@ -142,17 +136,11 @@ impl ForkSchedule {
         let passed_times = self.time_forks.iter().map(|&fork| (fork, head_time));
         for (fork, head) in passed_blocks.chain(passed_times) {
             if fork > head {
-                return ForkId {
-                    hash: checksum.to_be_bytes(),
-                    next: fork,
-                };
+                return ForkId { hash: checksum.to_be_bytes(), next: fork };
             }
             checksum = checksum_update(checksum, fork);
         }
-        ForkId {
-            hash: checksum.to_be_bytes(),
-            next: 0,
-        }
+        ForkId { hash: checksum.to_be_bytes(), next: 0 }
     }
 
     /// The EIP-2124 filter: whether a peer announcing `remote` is compatible with us at a head
@@ -166,12 +154,7 @@ impl ForkSchedule {
         head_time: u64,
         remote: ForkId,
     ) -> Result<(), ForkIdError> {
-        let forks: Vec<u64> = self
-            .block_forks
-            .iter()
-            .chain(&self.time_forks)
-            .copied()
-            .collect();
+        let forks: Vec<u64> = self.block_forks.iter().chain(&self.time_forks).copied().collect();
         // checksums[k] = fork hash after the first k forks (0 = genesis only).
         let mut checksums = Vec::with_capacity(forks.len() + 1);
         let mut checksum = crc32fast::hash(self.genesis_hash.as_slice());
@@ -189,11 +172,7 @@ impl ForkSchedule {
         };
         let forks_with_sentinel = forks.iter().copied().chain(iter::once(u64::MAX));
         for (index, fork) in forks_with_sentinel.enumerate() {
-            let head = if index < block_fork_count {
-                head_number
-            } else {
-                head_time
-            };
+            let head = if index < block_fork_count { head_number } else { head_time };
             if head >= fork {
                 continue;
             }
@@ -219,11 +198,7 @@ impl ForkSchedule {
                 };
             }
             // The peer is at one of our future states: we are behind.
-            if checksums
-                .iter()
-                .skip(index + 1)
-                .any(|sum| *sum == remote.hash)
-            {
+            if checksums.iter().skip(index + 1).any(|sum| *sum == remote.hash) {
                 return Ok(());
             }
             return Err(ForkIdError::LocalIncompatibleOrStale);
@@ -246,10 +221,7 @@ mod tests {
     use alloy_primitives::hex;
 
     fn id(hash: u32, next: u64) -> ForkId {
-        ForkId {
-            hash: hash.to_be_bytes(),
-            next,
-        }
+        ForkId { hash: hash.to_be_bytes(), next }
     }
 
     /// geth `core/forkid/forkid_test.go` `TestCreation`, mainnet cases.
@@ -284,11 +256,7 @@ mod tests {
             (50_000_000, 2_000_000_000, 0x07c9462e, 0),
         ];
         for &(head, time, hash, next) in cases {
-            assert_eq!(
-                mainnet.fork_id(head, time),
-                id(hash, next),
-                "head {head} time {time}"
-            );
+            assert_eq!(mainnet.fork_id(head, time), id(hash, next), "head {head} time {time}");
         }
     }
 
@@ -306,10 +274,7 @@ mod tests {
     #[test]
     fn rlp_encoding() {
         assert_eq!(alloy_rlp::encode(id(0, 0)), hex!("c6840000000080"));
-        assert_eq!(
-            alloy_rlp::encode(id(0xdeadbeef, 0xbaddcafe)),
-            hex!("ca84deadbeef84baddcafe")
-        );
+        assert_eq!(alloy_rlp::encode(id(0xdeadbeef, 0xbaddcafe)), hex!("ca84deadbeef84baddcafe"));
         assert_eq!(
             alloy_rlp::encode(id(u32::MAX, u64::MAX)),
             hex!("ce84ffffffff88ffffffffffffffff")
@@ -351,74 +316,20 @@ mod tests {
             (&legacy, 7_987_396, 0, id(0x5cddc0e1, 0), Err(Incompatible)),
             (&legacy, 7_279_999, 0, id(0x5cddc0e1, 0), Err(Incompatible)),
             (&legacy, 7_987_396, 0, id(0xafec6b27, 0), Err(Incompatible)),
-            (
-                &legacy,
-                88_888_888,
-                0,
-                id(0xf0afd0e3, 88_888_888),
-                Err(Incompatible),
-            ),
-            (
-                &legacy,
-                7_279_999,
-                0,
-                id(0xa00bc324, 7_279_999),
-                Err(Incompatible),
-            ),
+            (&legacy, 88_888_888, 0, id(0xf0afd0e3, 88_888_888), Err(Incompatible)),
+            (&legacy, 7_279_999, 0, id(0xa00bc324, 7_279_999), Err(Incompatible)),
             // Block to timestamp transition.
             (&mainnet, 15_050_000, 0, id(0xf0afd0e3, 0), Ok(())),
-            (
-                &mainnet,
-                15_050_000,
-                0,
-                id(0xf0afd0e3, 1_681_338_455),
-                Ok(()),
-            ),
+            (&mainnet, 15_050_000, 0, id(0xf0afd0e3, 1_681_338_455), Ok(())),
             (&mainnet, 15_050_000, 0, id(0xf0afd0e3, max), Ok(())),
-            (
-                &mainnet,
-                20_000_000,
-                1_681_338_455,
-                id(0xf0afd0e3, 1_681_338_455),
-                Ok(()),
-            ),
-            (
-                &mainnet,
-                20_123_456,
-                1_681_338_456,
-                id(0xf0afd0e3, 1_681_338_455),
-                Ok(()),
-            ),
-            (
-                &mainnet,
-                20_000_000,
-                1_681_338_455,
-                id(0x20c327fc, 15_050_000),
-                Ok(()),
-            ),
+            (&mainnet, 20_000_000, 1_681_338_455, id(0xf0afd0e3, 1_681_338_455), Ok(())),
+            (&mainnet, 20_123_456, 1_681_338_456, id(0xf0afd0e3, 1_681_338_455), Ok(())),
+            (&mainnet, 20_000_000, 1_681_338_455, id(0x20c327fc, 15_050_000), Ok(())),
             (&mainnet, 15_050_000, 0, id(0xdce96c2d, 0), Ok(())),
             (&mainnet, 13_773_000, 0, id(0xf0afd0e3, 0), Ok(())),
-            (
-                &mainnet,
-                20_000_000,
-                1_681_338_455,
-                id(0xf0afd0e3, 0),
-                Err(Stale),
-            ),
-            (
-                &mainnet,
-                15_050_000,
-                0,
-                id(checksum_update(0xf0afd0e3, max), 0),
-                Err(Incompatible),
-            ),
-            (
-                &mainnet,
-                15_050_000,
-                0,
-                id(checksum_update(0xdce96c2d, max), 0),
-                Err(Incompatible),
-            ),
+            (&mainnet, 20_000_000, 1_681_338_455, id(0xf0afd0e3, 0), Err(Stale)),
+            (&mainnet, 15_050_000, 0, id(checksum_update(0xf0afd0e3, max), 0), Err(Incompatible)),
+            (&mainnet, 15_050_000, 0, id(checksum_update(0xdce96c2d, max), 0), Err(Incompatible)),
             (
                 &mainnet,
                 888_888_888,
@@ -426,85 +337,19 @@ mod tests {
                 id(0xf0afd0e3, 1_660_000_000),
                 Err(Incompatible),
             ),
-            (
-                &mainnet,
-                19_999_999,
-                1_667_999_999,
-                id(0xf0afd0e3, 1_667_999_999),
-                Err(Incompatible),
-            ),
+            (&mainnet, 19_999_999, 1_667_999_999, id(0xf0afd0e3, 1_667_999_999), Err(Incompatible)),
             // Timestamp based.
-            (
-                &mainnet,
-                20_000_000,
-                1_681_338_455,
-                id(0xdce96c2d, 0),
-                Ok(()),
-            ),
-            (
-                &mainnet,
-                20_000_000,
-                1_681_338_455,
-                id(0xdce96c2d, max),
-                Ok(()),
-            ),
-            (
-                &mainnet,
-                20_000_000,
-                1_668_000_000,
-                id(0xdce96c2d, 0),
-                Ok(()),
-            ),
-            (
-                &mainnet,
-                20_000_000,
-                1_668_000_000,
-                id(0xdce96c2d, 1_710_338_135),
-                Ok(()),
-            ),
-            (
-                &mainnet,
-                20_000_000,
-                1_668_000_000,
-                id(0xdce96c2d, max),
-                Ok(()),
-            ),
-            (
-                &mainnet,
-                21_000_000,
-                1_710_338_135,
-                id(0xdce96c2d, 1_710_338_135),
-                Ok(()),
-            ),
-            (
-                &mainnet,
-                21_123_456,
-                1_710_338_136,
-                id(0xdce96c2d, 1_710_338_135),
-                Ok(()),
-            ),
+            (&mainnet, 20_000_000, 1_681_338_455, id(0xdce96c2d, 0), Ok(())),
+            (&mainnet, 20_000_000, 1_681_338_455, id(0xdce96c2d, max), Ok(())),
+            (&mainnet, 20_000_000, 1_668_000_000, id(0xdce96c2d, 0), Ok(())),
+            (&mainnet, 20_000_000, 1_668_000_000, id(0xdce96c2d, 1_710_338_135), Ok(())),
+            (&mainnet, 20_000_000, 1_668_000_000, id(0xdce96c2d, max), Ok(())),
+            (&mainnet, 21_000_000, 1_710_338_135, id(0xdce96c2d, 1_710_338_135), Ok(())),
+            (&mainnet, 21_123_456, 1_710_338_136, id(0xdce96c2d, 1_710_338_135), Ok(())),
             (&mainnet, 0, 0, id(0x3edd5b10, 1_710_338_135), Ok(())),
-            (
-                &mainnet,
-                21_000_000,
-                1_700_000_000,
-                id(0x9f3d2254, 0),
-                Ok(()),
-            ),
-            (
-                &mainnet,
-                21_000_000,
-                1_678_000_000,
-                id(0xc376cf8b, 0),
-                Ok(()),
-            ),
-            (
-                &mainnet,
-                21_000_000,
-                1_710_338_135,
-                id(0xdce96c2d, 0),
-                Err(Stale),
-            ),
+            (&mainnet, 21_000_000, 1_700_000_000, id(0x9f3d2254, 0), Ok(())),
+            (&mainnet, 21_000_000, 1_678_000_000, id(0xc376cf8b, 0), Ok(())),
+            (&mainnet, 21_000_000, 1_710_338_135, id(0xdce96c2d, 0), Err(Stale)),
             (
                 &mainnet,
                 20_000_000,
@@ -519,50 +364,22 @@ mod tests {
                 id(checksum_update(0x9f3d2254, max), 0),
                 Err(Incompatible),
             ),
-            (
-                &mainnet,
-                20_000_000,
-                1_681_338_455,
-                id(0x12345678, 0),
-                Err(Incompatible),
-            ),
-            (
-                &mainnet,
-                88_888_888,
-                8_888_888_888,
-                id(0x07c9462e, 8_888_888_888),
-                Err(Incompatible),
-            ),
-            (
-                &mainnet,
-                20_999_999,
-                1_699_999_999,
-                id(0x71147644, 1_700_000_000),
-                Err(Incompatible),
-            ),
+            (&mainnet, 20_000_000, 1_681_338_455, id(0x12345678, 0), Err(Incompatible)),
+            (&mainnet, 88_888_888, 8_888_888_888, id(0x07c9462e, 8_888_888_888), Err(Incompatible)),
+            (&mainnet, 20_999_999, 1_699_999_999, id(0x71147644, 1_700_000_000), Err(Incompatible)),
         ];
         for (index, &(schedule, head, time, remote, expected)) in cases.iter().enumerate() {
-            assert_eq!(
-                schedule.validate(head, time, remote),
-                expected,
-                "case {index}"
-            );
+            assert_eq!(schedule.validate(head, time, remote), expected, "case {index}");
         }
     }
 
     #[test]
     fn our_own_current_id_is_always_accepted() {
         let mainnet = ForkSchedule::mainnet();
-        for (head, time) in [
-            (0, 0),
-            (15_050_000, 0),
-            (22_000_000, 1_750_000_000),
-            (u64::MAX - 1, 1_800_000_000),
-        ] {
-            assert_eq!(
-                mainnet.validate(head, time, mainnet.fork_id(head, time)),
-                Ok(())
-            );
+        for (head, time) in
+            [(0, 0), (15_050_000, 0), (22_000_000, 1_750_000_000), (u64::MAX - 1, 1_800_000_000)]
+        {
+            assert_eq!(mainnet.validate(head, time, mainnet.fork_id(head, time)), Ok(()));
         }
     }
 }

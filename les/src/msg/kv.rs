@@ -24,9 +24,7 @@ pub struct KvList {
 impl KvList {
     /// An empty list (encodes as `c0`).
     pub const fn new() -> Self {
-        Self {
-            entries: Vec::new(),
-        }
+        Self { entries: Vec::new() }
     }
 
     /// Number of entries, duplicates included.
@@ -41,9 +39,7 @@ impl KvList {
 
     /// The entries in order, as (key, raw RLP value).
     pub fn iter(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
-        self.entries
-            .iter()
-            .map(|(key, value)| (key.as_ref(), value.as_ref()))
+        self.entries.iter().map(|(key, value)| (key.as_ref(), value.as_ref()))
     }
 
     /// The raw RLP value of `key` (the last one if the key repeats).
@@ -63,9 +59,7 @@ impl KvList {
     /// The value of `key` decoded as `T` (which must consume the whole value), or `None` if
     /// the key is absent.
     pub fn get<T: Decodable>(&self, key: &'static str) -> Result<Option<T>, MsgError> {
-        self.get_raw(key)
-            .map(|raw| exactly_one_item(raw, key)?.decode(key))
-            .transpose()
+        self.get_raw(key).map(|raw| exactly_one_item(raw, key)?.decode(key)).transpose()
     }
 
     /// Sets `key` to an already-encoded RLP item. An existing entry for `key` keeps its
@@ -124,20 +118,13 @@ impl KvList {
             let mut entry = entry.list("key/value entry")?.with_count(2)?;
             let key = entry.string("key/value entry key")?;
             let value = entry.item("key/value entry value")?;
-            Ok((
-                Bytes::copy_from_slice(key),
-                Bytes::copy_from_slice(value.raw),
-            ))
+            Ok((Bytes::copy_from_slice(key), Bytes::copy_from_slice(value.raw)))
         })?;
         Ok(Self { entries })
     }
 
     fn set(&mut self, key: &str, value: Bytes) {
-        match self
-            .entries
-            .iter()
-            .rposition(|(k, _)| k.as_ref() == key.as_bytes())
-        {
+        match self.entries.iter().rposition(|(k, _)| k.as_ref() == key.as_bytes()) {
             Some(last) => {
                 if let Some(entry) = self.entries.get_mut(last) {
                     entry.1 = value;
@@ -149,9 +136,7 @@ impl KvList {
                     keep
                 });
             }
-            None => self
-                .entries
-                .push((Bytes::copy_from_slice(key.as_bytes()), value)),
+            None => self.entries.push((Bytes::copy_from_slice(key.as_bytes()), value)),
         }
     }
 
@@ -172,18 +157,10 @@ impl KvList {
 
 impl Encodable for KvList {
     fn encode(&self, out: &mut dyn BufMut) {
-        Header {
-            list: true,
-            payload_length: self.payload_length(),
-        }
-        .encode(out);
+        Header { list: true, payload_length: self.payload_length() }.encode(out);
         for (key, value) in &self.entries {
             let payload_length = Self::entry_payload_length(key, value);
-            Header {
-                list: true,
-                payload_length,
-            }
-            .encode(out);
+            Header { list: true, payload_length }.encode(out);
             key.as_ref().encode(out);
             RawItem(value).encode(out);
         }
@@ -204,8 +181,7 @@ mod tests {
     fn values_are_raw_items_not_wrapped_strings() {
         let mut list = KvList::new();
         list.insert("a", &5u64);
-        list.insert_raw("b", Bytes::from_static(&hex!("c20102")))
-            .unwrap();
+        list.insert_raw("b", Bytes::from_static(&hex!("c20102"))).unwrap();
         list.insert_flag("c");
         // [["a", 05], ["b", [1, 2]], ["c", ""]]
         let encoded = alloy_rlp::encode(&list);
@@ -237,21 +213,14 @@ mod tests {
 
     #[test]
     fn entries_must_have_exactly_two_elements() {
-        for bad in [
-            &hex!("c4 c36b0102")[..],
-            &hex!("c2 c16b")[..],
-            &hex!("c1 c0")[..],
-        ] {
+        for bad in [&hex!("c4 c36b0102")[..], &hex!("c2 c16b")[..], &hex!("c1 c0")[..]] {
             assert!(matches!(
                 KvList::decode(bad),
                 Err(MsgError::WrongElementCount { expected: 2, .. })
             ));
         }
         // A list as key is refused.
-        assert!(matches!(
-            KvList::decode(&hex!("c3 c2c06b")),
-            Err(MsgError::ExpectedString { .. })
-        ));
+        assert!(matches!(KvList::decode(&hex!("c3 c2c06b")), Err(MsgError::ExpectedString { .. })));
         // Trailing bytes after the list.
         assert!(matches!(
             KvList::decode(&hex!("c3 c26b01 00")),
@@ -262,10 +231,7 @@ mod tests {
     #[test]
     fn insert_raw_refuses_anything_but_one_item() {
         let mut list = KvList::new();
-        assert!(
-            list.insert_raw("k", Bytes::from_static(&hex!("0102")))
-                .is_err()
-        );
+        assert!(list.insert_raw("k", Bytes::from_static(&hex!("0102"))).is_err());
         assert!(list.insert_raw("k", Bytes::new()).is_err());
         assert!(list.is_empty());
     }

@@ -87,9 +87,7 @@ impl LesMessage {
     /// any payload that is not exactly one canonical item of the message's shape.
     pub fn decode(version: LesVersion, code: u64, payload: &[u8]) -> Result<Self, MsgError> {
         if payload.len() > MAX_MESSAGE_SIZE {
-            return Err(MsgError::TooLarge {
-                size: payload.len(),
-            });
+            return Err(MsgError::TooLarge { size: payload.len() });
         }
         if !version.supports(code) {
             return Err(MsgError::UnknownCode { version, code });
@@ -174,6 +172,24 @@ impl LesMessage {
             LesMessage::Resume(m) => Some(m.buffer_value),
             _ => None,
         }
+    }
+
+    /// Sets the buffer value of a reply or ResumeMsg (a server fills it in last, once it
+    /// knows what serving cost); returns false, changing nothing, for other messages.
+    pub fn set_buffer_value(&mut self, value: u64) -> bool {
+        let field = match self {
+            LesMessage::BlockHeaders(m) => &mut m.buffer_value,
+            LesMessage::BlockBodies(m) => &mut m.buffer_value,
+            LesMessage::Receipts(m) => &mut m.buffer_value,
+            LesMessage::ContractCodes(m) => &mut m.buffer_value,
+            LesMessage::ProofsV2(m) => &mut m.buffer_value,
+            LesMessage::HelperTrieProofs(m) => &mut m.buffer_value,
+            LesMessage::TxStatus(m) => &mut m.buffer_value,
+            LesMessage::Resume(m) => &mut m.buffer_value,
+            _ => return false,
+        };
+        *field = value;
+        true
     }
 
     fn body(&self) -> &dyn Encodable {

@@ -272,10 +272,7 @@ mod tests {
     #[test]
     fn every_request_code_has_a_limit_and_nothing_else_does() {
         for code in 0..LesVersion::Les4.message_count() {
-            assert_eq!(
-                limits::max_items(code).is_some(),
-                codes::REQUESTS.contains(&code)
-            );
+            assert_eq!(limits::max_items(code).is_some(), codes::REQUESTS.contains(&code));
         }
     }
 }

@@ -37,11 +37,7 @@ fn open_reply<'a>(
     [message, request_id, buffer_value, body]: [&'static str; 4],
 ) -> Result<(u64, u64, ListReader<'a>), MsgError> {
     let mut frame = ListReader::top_level(payload, message)?.with_count(3)?;
-    Ok((
-        frame.value(request_id)?,
-        frame.value(buffer_value)?,
-        frame.list(body)?,
-    ))
+    Ok((frame.value(request_id)?, frame.value(buffer_value)?, frame.list(body)?))
 }
 
 fn raw_list_item(item: Item<'_>, context: &'static str) -> Result<Bytes, MsgError> {
@@ -82,10 +78,7 @@ impl GetBlockHeaders {
             32 => BlockHashOrNumber::Hash(origin_item.decode("GetBlockHeaders origin")?),
             0..=8 => BlockHashOrNumber::Number(origin_item.decode("GetBlockHeaders origin")?),
             found => {
-                return Err(MsgError::InvalidLength {
-                    context: "GetBlockHeaders origin",
-                    found,
-                });
+                return Err(MsgError::InvalidLength { context: "GetBlockHeaders origin", found });
             }
         };
         Ok(Self {
@@ -120,11 +113,7 @@ impl BlockHeaders {
         let (request_id, buffer_value, headers) =
             open_reply(payload, contexts!("BlockHeaders", "headers"))?;
         let headers = headers.collect(|item| raw_list_item(item, "BlockHeaders header"))?;
-        Ok(Self {
-            request_id,
-            buffer_value,
-            headers,
-        })
+        Ok(Self { request_id, buffer_value, headers })
     }
 }
 
@@ -148,17 +137,11 @@ impl GetBlockBodies {
     pub fn decode(payload: &[u8]) -> Result<Self, MsgError> {
         let (request_id, hashes) = open_request(payload, contexts!("GetBlockBodies", "hashes"))?;
         let block_hashes = hashes.collect(|item| item.decode("GetBlockBodies hash"))?;
-        Ok(Self {
-            request_id,
-            block_hashes,
-        })
+        Ok(Self { request_id, block_hashes })
     }
 }
 
-encode_as_list!(GetBlockBodies, |this| [
-    &this.request_id,
-    &this.block_hashes
-]);
+encode_as_list!(GetBlockBodies, |this| [&this.request_id, &this.block_hashes]);
 
 /// BlockBodies (0x05): `[reqID, BV, [body, ...]]`, body = `[txs, uncles(, withdrawals)]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -177,19 +160,11 @@ impl BlockBodies {
         let (request_id, buffer_value, bodies) =
             open_reply(payload, contexts!("BlockBodies", "bodies"))?;
         let bodies = bodies.collect(|item| raw_list_item(item, "BlockBodies body"))?;
-        Ok(Self {
-            request_id,
-            buffer_value,
-            bodies,
-        })
+        Ok(Self { request_id, buffer_value, bodies })
     }
 }
 
-encode_as_list!(BlockBodies, |this| [
-    &this.request_id,
-    &this.buffer_value,
-    &RawList(&this.bodies)
-]);
+encode_as_list!(BlockBodies, |this| [&this.request_id, &this.buffer_value, &RawList(&this.bodies)]);
 
 /// GetReceipts (0x06): `[reqID, [blockHash, ...]]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -205,10 +180,7 @@ impl GetReceipts {
     pub fn decode(payload: &[u8]) -> Result<Self, MsgError> {
         let (request_id, hashes) = open_request(payload, contexts!("GetReceipts", "hashes"))?;
         let block_hashes = hashes.collect(|item| item.decode("GetReceipts hash"))?;
-        Ok(Self {
-            request_id,
-            block_hashes,
-        })
+        Ok(Self { request_id, block_hashes })
     }
 }
 
@@ -232,15 +204,9 @@ impl Receipts {
         let (request_id, buffer_value, blocks) =
             open_reply(payload, contexts!("Receipts", "blocks"))?;
         let receipts = blocks.collect(|block| {
-            block
-                .list("Receipts block")?
-                .collect(|receipt| Ok(raw_item(receipt)))
+            block.list("Receipts block")?.collect(|receipt| Ok(raw_item(receipt)))
         })?;
-        Ok(Self {
-            request_id,
-            buffer_value,
-            receipts,
-        })
+        Ok(Self { request_id, buffer_value, receipts })
     }
 }
 
@@ -255,11 +221,7 @@ impl RawLists<'_> {
 
 impl Encodable for RawLists<'_> {
     fn encode(&self, out: &mut dyn BufMut) {
-        Header {
-            list: true,
-            payload_length: self.payload_length(),
-        }
-        .encode(out);
+        Header { list: true, payload_length: self.payload_length() }.encode(out);
         for items in self.0 {
             RawList(items).encode(out);
         }
@@ -271,11 +233,7 @@ impl Encodable for RawLists<'_> {
     }
 }
 
-encode_as_list!(Receipts, |this| [
-    &this.request_id,
-    &this.buffer_value,
-    &RawLists(&this.receipts)
-]);
+encode_as_list!(Receipts, |this| [&this.request_id, &this.buffer_value, &RawLists(&this.receipts)]);
 
 /// Which trie a GetProofsV2 / GetContractCodes entry addresses (the entry's second field).
 ///
@@ -373,10 +331,7 @@ impl ProofRequest {
                 entry.item("GetProofsV2 entry accountKey")?,
                 "GetProofsV2 entry accountKey",
             )?,
-            key: string_item(
-                entry.item("GetProofsV2 entry key")?,
-                "GetProofsV2 entry key",
-            )?,
+            key: string_item(entry.item("GetProofsV2 entry key")?, "GetProofsV2 entry key")?,
             from_level: entry.value("GetProofsV2 entry fromLevel")?,
         })
     }
@@ -403,10 +358,7 @@ impl GetProofsV2 {
     pub fn decode(payload: &[u8]) -> Result<Self, MsgError> {
         let (request_id, entries) = open_request(payload, contexts!("GetProofsV2", "entries"))?;
         let requests = entries.collect(ProofRequest::decode)?;
-        Ok(Self {
-            request_id,
-            requests,
-        })
+        Ok(Self { request_id, requests })
     }
 }
 
@@ -430,19 +382,11 @@ impl ProofsV2 {
         let (request_id, buffer_value, nodes) =
             open_reply(payload, contexts!("ProofsV2", "nodes"))?;
         let nodes = nodes.collect(|item| Ok(raw_item(item)))?;
-        Ok(Self {
-            request_id,
-            buffer_value,
-            nodes,
-        })
+        Ok(Self { request_id, buffer_value, nodes })
     }
 }
 
-encode_as_list!(ProofsV2, |this| [
-    &this.request_id,
-    &this.buffer_value,
-    &RawList(&this.nodes)
-]);
+encode_as_list!(ProofsV2, |this| [&this.request_id, &this.buffer_value, &RawList(&this.nodes)]);
 
 /// One GetContractCodes entry: `[blockHash, accountKey]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -456,10 +400,7 @@ pub struct CodeRequest {
 impl CodeRequest {
     /// The code of `address` in the state of `block_hash`.
     pub fn new(block_hash: B256, address: Address) -> Self {
-        Self {
-            block_hash,
-            account: AccountKey::Address(address),
-        }
+        Self { block_hash, account: AccountKey::Address(address) }
     }
 
     fn decode(item: Item<'_>) -> Result<Self, MsgError> {
@@ -491,10 +432,7 @@ impl GetContractCodes {
         let (request_id, entries) =
             open_request(payload, contexts!("GetContractCodes", "entries"))?;
         let requests = entries.collect(CodeRequest::decode)?;
-        Ok(Self {
-            request_id,
-            requests,
-        })
+        Ok(Self { request_id, requests })
     }
 }
 
@@ -517,19 +455,11 @@ impl ContractCodes {
         let (request_id, buffer_value, codes) =
             open_reply(payload, contexts!("ContractCodes", "codes"))?;
         let codes = codes.collect(|item| string_item(item, "ContractCodes code"))?;
-        Ok(Self {
-            request_id,
-            buffer_value,
-            codes,
-        })
+        Ok(Self { request_id, buffer_value, codes })
     }
 }
 
-encode_as_list!(ContractCodes, |this| [
-    &this.request_id,
-    &this.buffer_value,
-    &this.codes
-]);
+encode_as_list!(ContractCodes, |this| [&this.request_id, &this.buffer_value, &this.codes]);
 
 /// One GetHelperTrieProofs entry: `[subType, sectionIdx, key, fromLevel, auxReq]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -607,17 +537,11 @@ impl GetHelperTrieProofs {
         let (request_id, entries) =
             open_request(payload, contexts!("GetHelperTrieProofs", "entries"))?;
         let requests = entries.collect(HelperTrieRequest::decode)?;
-        Ok(Self {
-            request_id,
-            requests,
-        })
+        Ok(Self { request_id, requests })
     }
 }
 
-encode_as_list!(GetHelperTrieProofs, |this| [
-    &this.request_id,
-    &this.requests
-]);
+encode_as_list!(GetHelperTrieProofs, |this| [&this.request_id, &this.requests]);
 
 /// HelperTrieProofs (0x12): `[reqID, BV, [[node, ...], [auxData, ...]]]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -638,18 +562,11 @@ impl HelperTrieProofs {
         let (request_id, buffer_value, body) =
             open_reply(payload, contexts!("HelperTrieProofs", "proofs"))?;
         let mut body = body.with_count(2)?;
-        let nodes = body
-            .list("HelperTrieProofs nodes")?
-            .collect(|item| Ok(raw_item(item)))?;
+        let nodes = body.list("HelperTrieProofs nodes")?.collect(|item| Ok(raw_item(item)))?;
         let aux_data = body
             .list("HelperTrieProofs auxData")?
             .collect(|item| string_item(item, "HelperTrieProofs auxData"))?;
-        Ok(Self {
-            request_id,
-            buffer_value,
-            nodes,
-            aux_data,
-        })
+        Ok(Self { request_id, buffer_value, nodes, aux_data })
     }
 }
 
@@ -674,17 +591,11 @@ impl SendTxV2 {
     pub fn decode(payload: &[u8]) -> Result<Self, MsgError> {
         let (request_id, txs) = open_request(payload, contexts!("SendTxV2", "transactions"))?;
         let transactions = txs.collect(|item| Ok(raw_item(item)))?;
-        Ok(Self {
-            request_id,
-            transactions,
-        })
+        Ok(Self { request_id, transactions })
     }
 }
 
-encode_as_list!(SendTxV2, |this| [
-    &this.request_id,
-    &RawList(&this.transactions)
-]);
+encode_as_list!(SendTxV2, |this| [&this.request_id, &RawList(&this.transactions)]);
 
 /// GetTxStatus (0x14): `[reqID, [txHash, ...]]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -700,10 +611,7 @@ impl GetTxStatus {
     pub fn decode(payload: &[u8]) -> Result<Self, MsgError> {
         let (request_id, hashes) = open_request(payload, contexts!("GetTxStatus", "hashes"))?;
         let tx_hashes = hashes.collect(|item| item.decode("GetTxStatus hash"))?;
-        Ok(Self {
-            request_id,
-            tx_hashes,
-        })
+        Ok(Self { request_id, tx_hashes })
     }
 }
 
@@ -780,24 +688,15 @@ impl TxStatusEntry {
         let mut entry = match found {
             2 | 3 => entry,
             _ => {
-                return Err(MsgError::WrongElementCount {
-                    context: CONTEXT,
-                    expected: 3,
-                    found,
-                });
+                return Err(MsgError::WrongElementCount { context: CONTEXT, expected: 3, found });
             }
         };
         let value: u64 = entry.value("TxStatus entry status")?;
-        let status = TxState::from_value(value).ok_or(MsgError::UnknownValue {
-            context: "TxStatus entry status",
-            value,
-        })?;
+        let status = TxState::from_value(value)
+            .ok_or(MsgError::UnknownValue { context: "TxStatus entry status", value })?;
         let second = entry.item("TxStatus entry lookup")?;
         let (lookup, error) = if found == 3 {
-            (
-                decode_lookup(second)?,
-                decode_text(entry.string("TxStatus entry error")?)?,
-            )
+            (decode_lookup(second)?, decode_text(entry.string("TxStatus entry error")?)?)
         } else if second.is_list {
             (decode_lookup(second)?, String::new())
         } else if status == TxState::Included {
@@ -809,11 +708,7 @@ impl TxStatusEntry {
         } else {
             (None, decode_text(second.string("TxStatus entry data")?)?)
         };
-        Ok(Self {
-            status,
-            lookup,
-            error,
-        })
+        Ok(Self { status, lookup, error })
     }
 }
 
@@ -826,9 +721,8 @@ fn decode_lookup(item: Item<'_>) -> Result<Option<TxLookup>, MsgError> {
 }
 
 fn decode_text(bytes: &[u8]) -> Result<String, MsgError> {
-    String::from_utf8(bytes.to_vec()).map_err(|_| MsgError::InvalidUtf8 {
-        context: "TxStatus entry error",
-    })
+    String::from_utf8(bytes.to_vec())
+        .map_err(|_| MsgError::InvalidUtf8 { context: "TxStatus entry error" })
 }
 
 /// The empty list geth writes for "no lookup".
@@ -870,19 +764,11 @@ impl TxStatus {
         let (request_id, buffer_value, entries) =
             open_reply(payload, contexts!("TxStatus", "entries"))?;
         let statuses = entries.collect(TxStatusEntry::decode)?;
-        Ok(Self {
-            request_id,
-            buffer_value,
-            statuses,
-        })
+        Ok(Self { request_id, buffer_value, statuses })
     }
 }
 
-encode_as_list!(TxStatus, |this| [
-    &this.request_id,
-    &this.buffer_value,
-    &this.statuses
-]);
+encode_as_list!(TxStatus, |this| [&this.request_id, &this.buffer_value, &this.statuses]);
 
 /// ResumeMsg (0x17, les/3+): the buffer value, sent by geth as a bare integer (the spec's
 /// one-element list `[BV]` is accepted too).
@@ -897,9 +783,7 @@ impl Resume {
     pub fn decode(payload: &[u8]) -> Result<Self, MsgError> {
         let item = exactly_one_item(payload, "ResumeMsg")?;
         let buffer_value = if item.is_list {
-            item.list("ResumeMsg")?
-                .with_count(1)?
-                .value("ResumeMsg BV")?
+            item.list("ResumeMsg")?.with_count(1)?.value("ResumeMsg BV")?
         } else {
             item.decode("ResumeMsg BV")?
         };

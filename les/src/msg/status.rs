@@ -246,11 +246,8 @@ impl LocalStatus<'_> {
     /// client sends (geth servers require the keys), genesis, and the fork ID on les/4.
     /// Servers then fill in their head and offers; clients their announce type.
     pub fn status(&self) -> Status {
-        let mut status = Status::new(
-            self.version,
-            self.network_id,
-            self.fork_schedule.genesis_hash(),
-        );
+        let mut status =
+            Status::new(self.version, self.network_id, self.fork_schedule.genesis_hash());
         if self.version >= LesVersion::Les4 {
             status.fork_id = Some(self.fork_id());
         }
@@ -332,10 +329,8 @@ impl Status {
         let announce_type = match list.get::<u64>(keys::ANNOUNCE_TYPE)? {
             None => None,
             Some(value) => Some(
-                AnnounceType::from_value(value).ok_or(MsgError::UnknownValue {
-                    context: keys::ANNOUNCE_TYPE,
-                    value,
-                })?,
+                AnnounceType::from_value(value)
+                    .ok_or(MsgError::UnknownValue { context: keys::ANNOUNCE_TYPE, value })?,
             ),
         };
         let mut other = KvList::new();
@@ -348,15 +343,11 @@ impl Status {
             protocol_version: list
                 .get(keys::PROTOCOL_VERSION)?
                 .ok_or(required(keys::PROTOCOL_VERSION))?,
-            network_id: list
-                .get(keys::NETWORK_ID)?
-                .ok_or(required(keys::NETWORK_ID))?,
+            network_id: list.get(keys::NETWORK_ID)?.ok_or(required(keys::NETWORK_ID))?,
             head_td: list.get(keys::HEAD_TD)?,
             head_hash: list.get(keys::HEAD_HASH)?,
             head_number: list.get(keys::HEAD_NUMBER)?,
-            genesis_hash: list
-                .get(keys::GENESIS_HASH)?
-                .ok_or(required(keys::GENESIS_HASH))?,
+            genesis_hash: list.get(keys::GENESIS_HASH)?.ok_or(required(keys::GENESIS_HASH))?,
             fork_id: list.get(keys::FORK_ID)?,
             announce_type,
             serve_headers: list.contains(keys::SERVE_HEADERS),
@@ -458,12 +449,8 @@ impl Status {
             });
         }
         if local.version >= LesVersion::Les4 {
-            let fork_id = self
-                .fork_id
-                .ok_or(StatusError::MissingKey { key: keys::FORK_ID })?;
-            local
-                .fork_schedule
-                .validate(local.head_number, local.head_time, fork_id)?;
+            let fork_id = self.fork_id.ok_or(StatusError::MissingKey { key: keys::FORK_ID })?;
+            local.fork_schedule.validate(local.head_number, local.head_time, fork_id)?;
         }
         Ok(())
     }
@@ -508,15 +495,9 @@ impl Status {
         }
         let buffer_limit = self.buffer_limit.ok_or(missing(keys::FLOW_CONTROL_BL))?;
         let min_recharge = self.min_recharge.ok_or(missing(keys::FLOW_CONTROL_MRR))?;
-        let received_costs = self
-            .request_costs
-            .as_ref()
-            .ok_or(missing(keys::FLOW_CONTROL_MRC))?;
+        let received_costs = self.request_costs.as_ref().ok_or(missing(keys::FLOW_CONTROL_MRC))?;
         let mut request_costs: Vec<RequestCost> = Vec::new();
-        for cost in received_costs
-            .iter()
-            .filter(|c| c.code < local.version.message_count())
-        {
+        for cost in received_costs.iter().filter(|c| c.code < local.version.message_count()) {
             match request_costs.iter_mut().find(|kept| kept.code == cost.code) {
                 Some(kept) => *kept = *cost,
                 None => request_costs.push(*cost),
