@@ -95,25 +95,15 @@ fn bench_frame(c: &mut Criterion) {
     let mut group = c.benchmark_group("rlpx/frame");
     for (label, size) in FRAME_SIZES {
         let payload: Vec<u8> = (0..size).map(|i| (i % 251) as u8).collect();
-        let wire = sender
-            .write_frame(&payload)
-            .expect("frame within the size limit");
-        let frames = receiver
-            .read_frames(&wire)
-            .expect("receiver accepts the frame");
-        assert_eq!(
-            frames,
-            std::slice::from_ref(&payload),
-            "{label}: frame does not round-trip"
-        );
+        let wire = sender.write_frame(&payload).expect("frame within the size limit");
+        let frames = receiver.read_frames(&wire).expect("receiver accepts the frame");
+        assert_eq!(frames, std::slice::from_ref(&payload), "{label}: frame does not round-trip");
 
         let size_u64 = u64::try_from(size).expect("frame size fits in u64");
         group.throughput(Throughput::Bytes(size_u64));
         group.bench_function(label, |b| {
             b.iter(|| {
-                let wire = sender
-                    .write_frame(black_box(&payload))
-                    .expect("write_frame");
+                let wire = sender.write_frame(black_box(&payload)).expect("write_frame");
                 let frames = receiver.read_frames(black_box(&wire)).expect("read_frames");
                 black_box(frames)
             })
@@ -136,8 +126,7 @@ fn bench_announce(c: &mut Criterion) {
         td: U256::from(58_750_003_716_598_352_816_469_u128),
     };
     let signature: RecoverableSignature = head.sign(&server_key);
-    head.verify(&signature, &server_id)
-        .expect("fresh signature verifies");
+    head.verify(&signature, &server_id).expect("fresh signature verifies");
 
     let mut group = c.benchmark_group("announce");
     group.throughput(Throughput::Elements(1));
@@ -198,12 +187,7 @@ fn bench_headers(c: &mut Criterion) {
             let rlp = hex_field(entry, "rlp");
             let expected: B256 = field(entry, "hash").parse().expect("`hash` is 32 bytes");
             let sealed = SealedHeader::decode(&rlp).expect("mainnet header decodes");
-            assert_eq!(
-                sealed.hash(),
-                expected,
-                "{}: hash mismatch",
-                field(entry, "label")
-            );
+            assert_eq!(sealed.hash(), expected, "{}: hash mismatch", field(entry, "label"));
             rlp
         })
         .collect();

@@ -20,9 +20,7 @@ use les::msg::{
     AnnounceType, BlockHashOrNumber, BlockHeaders, ForkSchedule, GetBlockHeaders, LesMessage,
     LesVersion,
 };
-use les::session::{
-    ClientConfig, Event, Role, ServeOffer, ServerConfig, Session, SessionConfig,
-};
+use les::session::{ClientConfig, Event, Role, ServeOffer, ServerConfig, Session, SessionConfig};
 use les::time::Timestamp;
 use les::ulc::{Ulc, UlcConfig, UlcEvent};
 use std::io::{ErrorKind, Read, Write};
@@ -210,10 +208,8 @@ fn main() {
                 Ok(stream) => stream,
                 Err(e) => return fail(e.to_string()),
             };
-            let role = Role::Client(ClientConfig {
-                announce_type: AnnounceType::Signed,
-                trusted: true,
-            });
+            let role =
+                Role::Client(ClientConfig { announce_type: AnnounceType::Signed, trusted: true });
             let config = session_config(NodeKey::random().expect("rng"), role, "client");
             let mut session = match Session::connect(config, enode.public_key, now(start)) {
                 Ok(session) => session,
@@ -235,10 +231,8 @@ fn main() {
                                 reverse: false,
                             });
                             if let Err(e) = session.send_request(query, at) {
-                                let _ = reports.send(Report::Failed {
-                                    server: index,
-                                    why: e.to_string(),
-                                });
+                                let _ = reports
+                                    .send(Report::Failed { server: index, why: e.to_string() });
                             }
                         }
                     }
