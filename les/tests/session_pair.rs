@@ -355,6 +355,22 @@ fn header_query(request_id: u64) -> LesMessage {
     })
 }
 
+/// Drains the server's buffer with one request answered at its full cost `max`, then has
+/// the client send another with a clock running 10 s ahead of the server's: the client
+/// believes its buffer has recharged, the server (at its own time) sees an overrun. The
+/// second request is left queued in the client's transmit buffer.
+fn overrun_from_a_fast_client_clock(pair: &mut Pair, max: u64) {
+    pair.client.send_request(header_query(1), pair.now).expect("fits");
+    pair.pump();
+    let Some(Event::Request { ticket, .. }) = pair.server_events.pop() else { panic!("request") };
+    let reply =
+        LesMessage::BlockHeaders(BlockHeaders { request_id: 1, buffer_value: 0, headers: vec![] });
+    pair.server.reply(ticket, reply, max, pair.now).expect("reply");
+    pair.pump();
+    let client_now = pair.now.saturating_add(Duration::from_secs(10));
+    pair.client.send_request(header_query(2), client_now).expect("client believes it fits");
+}
+
 #[test]
 fn client_estimate_refuses_what_the_buffer_cannot_take() {
     let costs = CostTable::geth_default();
@@ -381,18 +397,7 @@ fn server_freezes_a_client_that_overruns_and_resumes_it() {
     let (mut pair, _key, _headers) = established_pair(AnnounceType::Simple, flow);
     pair.client_events.clear();
     pair.server_events.clear();
-    pair.client.send_request(header_query(1), pair.now).expect("fits");
-    pair.pump();
-    let Some(Event::Request { ticket, .. }) = pair.server_events.pop() else { panic!("request") };
-    let reply =
-        LesMessage::BlockHeaders(BlockHeaders { request_id: 1, buffer_value: 0, headers: vec![] });
-    pair.server.reply(ticket, reply, max, pair.now).expect("reply");
-    pair.pump();
-
-    // The client's clock runs 10 s ahead of the server's: it believes its buffer is full
-    // again and sends; the server, at its own time, sees an overrun.
-    let client_now = pair.now.saturating_add(Duration::from_secs(10));
-    pair.client.send_request(header_query(2), client_now).expect("client believes it fits");
+    overrun_from_a_fast_client_clock(&mut pair, max);
     while let Some(bytes) = pair.client.poll_transmit() {
         pair.server.handle_input(&bytes, pair.now);
     }
@@ -438,15 +443,7 @@ fn les2_client_that_overruns_is_disconnected() {
         config(NodeKey::random().expect("rng"), server_role(head, flow), LesVersion::ALL.to_vec()),
     );
     pair.pump();
-    pair.client.send_request(header_query(1), pair.now).expect("fits");
-    pair.pump();
-    let Some(Event::Request { ticket, .. }) = pair.server_events.pop() else { panic!("request") };
-    let reply =
-        LesMessage::BlockHeaders(BlockHeaders { request_id: 1, buffer_value: 0, headers: vec![] });
-    pair.server.reply(ticket, reply, max, pair.now).expect("reply");
-    pair.pump();
-    let client_now = pair.now.saturating_add(Duration::from_secs(10));
-    pair.client.send_request(header_query(2), client_now).expect("client believes it fits");
+    overrun_from_a_fast_client_clock(&mut pair, max);
     pair.pump();
     assert!(pair.server.is_closed());
     assert!(pair.server_events.iter().any(|e| matches!(
