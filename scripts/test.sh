@@ -7,11 +7,18 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+
 echo "== native tests (workspace)"
-cargo test --workspace --locked
+cargo test --workspace --locked 2>&1 | tee "$log"
 
 echo "== les builds for wasm32-unknown-unknown"
 cargo build -p les --target wasm32-unknown-unknown --locked
 
 echo "== docs build without warnings"
 RUSTDOCFLAGS="-D warnings" cargo doc -p les --no-deps --locked
+
+# One plain closing line with the totals over every cargo test binary above.
+awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
+     END { printf "all suites: %d passed, %d failed\n", p, f; exit (p == 0 || f > 0) }' "$log"
