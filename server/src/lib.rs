@@ -1,6 +1,22 @@
 //! `lesd`: a LES server in front of any Ethereum JSON-RPC node.
 //!
-//! Not built yet: this member exists so the workspace has the layout of the design
-//! (`../shared/design.md` §2). The lesd/les-bridge issue fills it on top of [`les`].
+//! The protocol lives in [`les`]; this crate is its tokio driver and its data source:
+//! - [`upstream`]: the JSON-RPC backend. Every header is rebuilt from the upstream's JSON
+//!   and must hash to the upstream's block hash; bodies and receipts are checked against
+//!   their header's roots before they are served.
+//! - [`store`]: the redb cache of headers and receipts under `--datadir`.
+//! - [`serve`]: answers each LES request from the upstream, with its real serving cost.
+//! - [`follow`]: follows the upstream's head and signs one announcement per new head.
+//! - [`node`]: the TCP (and WebSocket) listener and one task per client session.
+//! - [`metrics`]: Prometheus metrics.
+#![deny(missing_docs)]
+#![forbid(unsafe_code)]
+
+pub mod follow;
+pub mod metrics;
+pub mod node;
+pub mod serve;
+pub mod store;
+pub mod upstream;
 
 pub use les;
