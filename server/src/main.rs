@@ -5,23 +5,11 @@
 //! gracefully: clients are sent Disconnect(Quitting), pending writes are flushed, exit 0.
 
 use clap::Parser;
-use les::crypto::NodeKey;
-use les::session::ServeOffer;
-use lesd::follow::Follower;
-use lesd::metrics::Metrics;
-use lesd::node::{Node, NodeConfig};
-use lesd::serve::Server;
-use lesd::store::Store;
-use lesd::upstream::Upstream;
+use lesd::daemon::{Daemon, DaemonConfig, StartError, load_or_create_key};
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
-use tokio::net::TcpListener;
-use tokio::sync::watch;
-
-/// How long shutdown waits for clients to take their Disconnect.
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
 /// A LES server (les/2, les/3, les/4) in front of an Ethereum JSON-RPC node.
 #[derive(Debug, Parser)]
@@ -56,25 +44,6 @@ struct Cli {
     poll_interval_ms: u64,
 }
 
-/// Why lesd could not start.
-#[derive(Debug, thiserror::Error)]
-enum StartError {
-    #[error("node key file {path}: {source}")]
-    NodeKeyIo { path: PathBuf, source: std::io::Error },
-    #[error("node key file {path} does not hold 32 hex-encoded bytes")]
-    NodeKeyFormat { path: PathBuf },
-    #[error("node key: {0}")]
-    NodeKey(#[from] les::crypto::CryptoError),
-    #[error("store: {0}")]
-    Store(#[from] lesd::store::StoreError),
-    #[error("upstream: {0}")]
-    Upstream(#[from] lesd::upstream::UpstreamError),
-    #[error("listen on {addr}: {source}")]
-    Listen { addr: SocketAddr, source: std::io::Error },
-    #[error("signal handler: {0}")]
-    Signal(std::io::Error),
-}
-
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
@@ -100,131 +69,49 @@ fn main() -> ExitCode {
     }
 }
 
-/// Reads the node key from `path`, or creates it there (mode 0600 on Unix) if absent.
-fn load_or_create_key(path: &Path) -> Result<NodeKey, StartError> {
-    let io = |source| StartError::NodeKeyIo { path: path.to_owned(), source };
-    match std::fs::read_to_string(path) {
-        Ok(text) => {
-            let bytes = parse_hex32(text.trim())
-                .ok_or_else(|| StartError::NodeKeyFormat { path: path.to_owned() })?;
-            Ok(NodeKey::from_bytes(&bytes)?)
-        }
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
-            let key = NodeKey::random()?;
-            if let Some(dir) = path.parent() {
-                std::fs::create_dir_all(dir).map_err(io)?;
-            }
-            let hex: String = key.to_bytes().iter().map(|b| format!("{b:02x}")).collect();
-            write_private(path, &hex).map_err(io)?;
-            tracing::info!(path = %path.display(), "generated a new node key");
-            Ok(key)
-        }
-        Err(error) => Err(io(error)),
-    }
+/// Why lesd stopped with an error.
+#[derive(Debug, thiserror::Error)]
+enum RunError {
+    #[error(transparent)]
+    Start(#[from] StartError),
+    #[error("signal handler: {0}")]
+    Signal(std::io::Error),
 }
 
-fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
-    use std::io::Write;
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    let mut file = options.open(path)?;
-    file.write_all(contents.as_bytes())?;
-    file.write_all(b"\n")
-}
-
-fn parse_hex32(text: &str) -> Option<[u8; 32]> {
-    let text = text.strip_prefix("0x").unwrap_or(text);
-    if text.len() != 64 || !text.is_ascii() {
-        return None;
-    }
-    let mut out = [0u8; 32];
-    for (byte, pair) in out.iter_mut().zip(text.as_bytes().chunks_exact(2)) {
-        let pair = std::str::from_utf8(pair).ok()?;
-        *byte = u8::from_str_radix(pair, 16).ok()?;
-    }
-    Some(out)
-}
-
-async fn run(cli: Cli) -> Result<(), StartError> {
+async fn run(cli: Cli) -> Result<(), RunError> {
     let key_path = cli.nodekey.clone().unwrap_or_else(|| cli.datadir.join("nodekey"));
     let key = load_or_create_key(&key_path)?;
-    let store = Store::open(&cli.datadir)?;
-    let upstream = Upstream::connect(&cli.upstream, Some(store)).await?;
-    let metrics = Metrics::new();
-    let (shutdown_tx, shutdown) = watch::channel(false);
-
-    let follower = Follower::new(
-        upstream.clone(),
-        key.clone(),
-        Duration::from_millis(cli.poll_interval_ms.max(1)),
-        metrics.clone(),
-    );
-    let server =
-        Server::new(upstream.clone(), follower.window(), follower.subscribe(), metrics.clone());
-    // The upstream is assumed to be an archive node (state at every block), as anvil is.
-    let mut config =
-        NodeConfig::new(key, upstream.network_id(), upstream.genesis(), ServeOffer::ARCHIVE);
-    config.max_clients = cli.max_clients;
-    let node = Node::new(
-        config,
-        server,
-        follower.subscribe(),
-        upstream.genesis().clone(),
-        metrics.clone(),
-        shutdown.clone(),
-    );
-
-    let listener = TcpListener::bind(cli.listen)
-        .await
-        .map_err(|source| StartError::Listen { addr: cli.listen, source })?;
-    let local =
-        listener.local_addr().map_err(|source| StartError::Listen { addr: cli.listen, source })?;
-    if let Some(addr) = cli.metrics {
-        let metrics_listener =
-            TcpListener::bind(addr).await.map_err(|source| StartError::Listen { addr, source })?;
-        tokio::spawn(metrics.clone().serve(metrics_listener, shutdown.clone()));
-        tracing::info!(%addr, "metrics endpoint");
-    }
-    if let Some(addr) = cli.ws {
-        let ws_listener =
-            TcpListener::bind(addr).await.map_err(|source| StartError::Listen { addr, source })?;
-        let _ = ws_listener; // TODO(bridge merge)
-        tracing::info!(%addr, "WebSocket listener");
-    }
-    let follow_task = tokio::spawn(follower.run(shutdown.clone()));
-    println!("{}", node.enode(local));
-    tracing::info!(%local, upstream = %cli.upstream, "lesd listening");
-
-    let accept_node = node.clone();
-    let accept_task = tokio::spawn(async move { accept_node.run_tcp(listener).await });
-    wait_for_signal().await?;
+    let daemon = Daemon::start(DaemonConfig {
+        upstream: cli.upstream,
+        datadir: Some(cli.datadir),
+        key,
+        listen: cli.listen,
+        ws: cli.ws,
+        metrics: cli.metrics,
+        max_clients: cli.max_clients,
+        poll_interval: Duration::from_millis(cli.poll_interval_ms),
+    })
+    .await?;
+    // The one line on stdout: what a supervisor (devnet, tests) reads to dial us.
+    println!("{}", daemon.enode());
+    let signal = wait_for_signal().await;
     tracing::info!("shutting down");
-    let _ = shutdown_tx.send(true);
-    let _ = accept_task.await;
-    let _ = follow_task.await;
-    if tokio::time::timeout(SHUTDOWN_GRACE, node.wait_for_clients()).await.is_err() {
-        tracing::warn!(left = node.connections(), "clients still open at exit");
-    }
-    Ok(())
+    daemon.shutdown().await;
+    signal.map_err(RunError::Signal)
 }
 
-async fn wait_for_signal() -> Result<(), StartError> {
+async fn wait_for_signal() -> std::io::Result<()> {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
-        let mut terminate = signal(SignalKind::terminate()).map_err(StartError::Signal)?;
+        let mut terminate = signal(SignalKind::terminate())?;
         tokio::select! {
-            result = tokio::signal::ctrl_c() => result.map_err(StartError::Signal),
+            result = tokio::signal::ctrl_c() => result,
             _ = terminate.recv() => Ok(()),
         }
     }
     #[cfg(not(unix))]
     {
-        tokio::signal::ctrl_c().await.map_err(StartError::Signal)
+        tokio::signal::ctrl_c().await
     }
 }
