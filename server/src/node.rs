@@ -26,6 +26,7 @@ use les::msg::{ForkSchedule, LesVersion, MAINNET_GENESIS_HASH};
 use les::p2p::DisconnectReason;
 use les::session::{Event, Role, ServeOffer, ServerConfig, Session, SessionConfig};
 use les::time::Timestamp;
+use les_bridge::WsByteStream;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -39,6 +40,12 @@ use tokio::sync::{Notify, watch};
 /// Bytes read from a client socket at a time. Small, because an idle client keeps its
 /// buffer: 10,000 clients hold 40 MiB of read buffers.
 const READ_CHUNK: usize = 4 * 1024;
+
+/// The largest WebSocket message accepted: one RLPx frame of a maximal LES message fits.
+const WS_MAX_MESSAGE_SIZE: usize = 16 * 1024 * 1024;
+
+/// Time allowed for the WebSocket upgrade.
+const WS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Connections beyond `max_clients` still get the RLPx handshake so they can be told
 /// TooManyPeers; beyond this many more they are closed at once.
@@ -186,9 +193,32 @@ impl Node {
     /// Accepts WebSocket clients until shutdown: each binary message carries RLPx bytes, so
     /// the session runs over it exactly as over TCP.
     pub async fn run_ws(&self, listener: TcpListener) {
-        // Filled in once the les-bridge WebSocket adapter is merged.
-        let _ = listener;
-        tracing::warn!("WebSocket listener not available in this build");
+        let mut shutdown = self.shared.shutdown.clone();
+        loop {
+            let accepted = tokio::select! {
+                accepted = listener.accept() => accepted,
+                _ = shutdown.wait_for(|stop| *stop) => return,
+            };
+            let (stream, peer) = match accepted {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    tracing::warn!(%error, "WebSocket accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
+            let _ = stream.set_nodelay(true);
+            let node = self.clone();
+            // The WebSocket handshake runs in its own task so a slow one blocks no one.
+            tokio::spawn(async move {
+                let handshake = les_bridge::ws::accept(stream, WS_MAX_MESSAGE_SIZE);
+                match tokio::time::timeout(WS_HANDSHAKE_TIMEOUT, handshake).await {
+                    Ok(Ok(ws)) => node.spawn_connection(WsByteStream::new(ws), peer),
+                    Ok(Err(error)) => tracing::debug!(%peer, %error, "WebSocket handshake"),
+                    Err(_) => tracing::debug!(%peer, "WebSocket handshake timed out"),
+                }
+            });
+        }
     }
 
     /// Runs a client session over any byte stream (a TCP socket, a WebSocket adapter).
