@@ -252,10 +252,9 @@ impl Server {
             }
             match self.upstream.receipts(*hash).await {
                 Ok(Some(receipts)) => {
-                    let items: Vec<Bytes> = receipts.iter().map(|r| receipt_wire_item(r)).collect();
-                    bytes =
-                        bytes.saturating_add(items.iter().map(|item| item.len()).sum::<usize>());
-                    reply.receipts.push(items);
+                    // Already in their LES form (legacy lists, typed ones as byte strings).
+                    bytes = bytes.saturating_add(receipts.iter().map(|r| r.len()).sum::<usize>());
+                    reply.receipts.push(receipts);
                 }
                 Ok(None) => {}
                 Err(error) => {
@@ -424,16 +423,6 @@ pub fn proof_target(account: &AccountKey, key: &[u8]) -> Option<(Address, Option
     }
 }
 
-/// A receipt's consensus encoding as an LES item: legacy receipts are RLP lists already;
-/// typed ones (`type || rlp(...)`) travel as a byte string.
-fn receipt_wire_item(encoding: &[u8]) -> Bytes {
-    if encoding.first().is_some_and(|&b| b >= alloy_rlp::EMPTY_LIST_CODE) {
-        Bytes::copy_from_slice(encoding)
-    } else {
-        alloy_rlp::encode(encoding).into()
-    }
-}
-
 /// The EIP-2718 encoding `eth_sendRawTransaction` wants from an LES transaction item: a
 /// legacy transaction (an RLP list) as it is, a typed one unwrapped from its byte string.
 fn transaction_encoding(item: &[u8]) -> Option<Bytes> {
@@ -487,8 +476,6 @@ mod tests {
         let typed = [0x02u8, 0xc1, 0x80];
         let wrapped = alloy_rlp::encode(&typed[..]);
         assert_eq!(transaction_encoding(&wrapped).as_deref(), Some(&typed[..]));
-        assert_eq!(receipt_wire_item(&typed), Bytes::from(wrapped));
-        assert_eq!(receipt_wire_item(&legacy), Bytes::from(legacy));
         // A truncated string is refused.
         assert_eq!(transaction_encoding(&[0x83, 0x01]), None);
     }
