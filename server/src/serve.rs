@@ -472,10 +472,10 @@ mod tests {
     #[test]
     fn typed_items_are_unwrapped_and_legacy_lists_kept() {
         let legacy = alloy_rlp::encode(vec![1u8, 2, 3]);
-        assert_eq!(transaction_encoding(&legacy).as_deref(), Some(&legacy[..]));
+        assert_eq!(transaction_encoding(&legacy), Some(Bytes::from(legacy.clone())));
         let typed = [0x02u8, 0xc1, 0x80];
         let wrapped = alloy_rlp::encode(&typed[..]);
-        assert_eq!(transaction_encoding(&wrapped).as_deref(), Some(&typed[..]));
+        assert_eq!(transaction_encoding(&wrapped), Some(Bytes::copy_from_slice(&typed)));
         // A truncated string is refused.
         assert_eq!(transaction_encoding(&[0x83, 0x01]), None);
     }
