@@ -252,8 +252,7 @@ impl Follower {
     /// Walks from `head` back by parent hash until it meets the window.
     async fn link(&self, previous: &SealedHeader, head: SealedHeader) -> Result<Link, FollowError> {
         let mut chain = vec![head];
-        loop {
-            let Some(oldest) = chain.last() else { break };
+        while let Some(oldest) = chain.last() {
             let parent_number = oldest.number().checked_sub(1);
             let linked = parent_number.is_some_and(|n| {
                 self.read_window(|w| w.by_number(n))

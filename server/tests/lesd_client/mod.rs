@@ -152,10 +152,10 @@ impl LesClient {
     ) -> Result<Event, ClientError> {
         let deadline = Instant::now() + timeout;
         loop {
-            if let Some(index) = self.events.iter().position(&wanted) {
-                if let Some(event) = self.events.remove(index) {
-                    return Ok(event);
-                }
+            if let Some(index) = self.events.iter().position(&wanted)
+                && let Some(event) = self.events.remove(index)
+            {
+                return Ok(event);
             }
             if let Some(Event::Disconnected { reason, .. }) =
                 self.events.iter().find(|e| matches!(e, Event::Disconnected { .. }))
