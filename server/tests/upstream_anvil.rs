@@ -17,7 +17,7 @@ use les::chain::{
 use les::crypto::NodeKey;
 use les::msg::{TxLookup, TxState};
 use lesd::store::Store;
-use lesd::upstream::{Upstream, UpstreamError};
+use lesd::upstream::{DataMismatch, Upstream, UpstreamError};
 use serde_json::{Value, json};
 use std::str::FromStr;
 
@@ -99,6 +99,13 @@ async fn headers_bodies_receipts_proofs_and_code_verify_and_match_anvil() {
         parent = Some(by_number.hash());
     }
     assert_eq!(upstream.header_by_number(number + 1).await.unwrap(), None);
+    // The batched form gives the same headers, in the order asked, `None` past the head.
+    let asked = [number, 0, number + 1, 1];
+    let batched = upstream.headers_by_numbers(&asked).await.unwrap();
+    for (n, header) in asked.iter().zip(&batched) {
+        assert_eq!(header, &upstream.header_by_number(*n).await.unwrap());
+    }
+    assert!(batched[2].is_none() && batched[0].is_some());
     let header = upstream.header_by_hash(block_hash).await.unwrap().unwrap();
 
     // The body decodes as a light client decodes it, verifies against the header and holds
@@ -312,4 +319,230 @@ async fn the_store_serves_cached_data_when_anvil_is_gone_and_after_a_restart() {
 
 async fn genesis_hash_of(anvil: &Anvil) -> B256 {
     b256(&anvil.rpc("eth_getBlockByNumber", json!(["0x0", false])).await["hash"])
+}
+
+/// How the lying proxy alters anvil's answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Lie {
+    /// Pass everything through.
+    None,
+    /// Change `gasUsed` of every block answer (headers no longer hash to their hash).
+    HeaderField,
+    /// Change the value of the first transaction in full blocks.
+    TransactionValue,
+    /// Change `cumulativeGasUsed` of the first receipt.
+    ReceiptGas,
+    /// Drop the last node of every account proof.
+    TruncatedProof,
+    /// Append a byte to returned code.
+    Code,
+    /// Answer with something that is not JSON.
+    NotJson,
+}
+
+/// An adversary: an HTTP proxy in front of anvil that alters answers according to `lie`.
+struct LyingProxy {
+    url: String,
+    lie: std::sync::Arc<std::sync::Mutex<Lie>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl LyingProxy {
+    async fn start(anvil_url: String) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let lie = std::sync::Arc::new(std::sync::Mutex::new(Lie::None));
+        let shared = lie.clone();
+        let task = tokio::spawn(async move {
+            let client = reqwest::Client::new();
+            while let Ok((stream, _)) = listener.accept().await {
+                let (client, anvil_url, lie) = (client.clone(), anvil_url.clone(), shared.clone());
+                tokio::spawn(async move {
+                    let _ = serve_one(stream, &client, &anvil_url, &lie).await;
+                });
+            }
+        });
+        Self { url, lie, task }
+    }
+
+    fn set(&self, lie: Lie) {
+        *self.lie.lock().unwrap() = lie;
+    }
+}
+
+impl Drop for LyingProxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Reads one HTTP request, forwards its body to anvil, alters the answer, replies and closes.
+async fn serve_one(
+    mut stream: tokio::net::TcpStream,
+    client: &reqwest::Client,
+    anvil_url: &str,
+    lie: &std::sync::Mutex<Lie>,
+) -> std::io::Result<()> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut buffer = Vec::new();
+    let body = loop {
+        let mut chunk = [0u8; 4096];
+        let read = stream.read(&mut chunk).await?;
+        if read == 0 {
+            return Ok(());
+        }
+        buffer.extend_from_slice(&chunk[..read]);
+        let text = String::from_utf8_lossy(&buffer).to_string();
+        if let Some((head, rest)) = text.split_once("\r\n\r\n") {
+            let length = head
+                .lines()
+                .find_map(|line| {
+                    let (name, value) = line.split_once(':')?;
+                    name.eq_ignore_ascii_case("content-length")
+                        .then(|| value.trim().parse().ok())?
+                })
+                .unwrap_or(0usize);
+            if rest.len() >= length {
+                break rest[..length].to_string();
+            }
+        }
+    };
+    let answer = client
+        .post(anvil_url)
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .map_err(std::io::Error::other)?
+        .text()
+        .await
+        .map_err(std::io::Error::other)?;
+    let lie = *lie.lock().unwrap();
+    let answer = if lie == Lie::NotJson {
+        "<html>bad gateway</html>".to_string()
+    } else {
+        let mut value: Value = serde_json::from_str(&answer).map_err(std::io::Error::other)?;
+        match &mut value {
+            Value::Array(responses) => responses.iter_mut().for_each(|r| alter(r, lie)),
+            response => alter(response, lie),
+        }
+        value.to_string()
+    };
+    let response = format!(
+        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{answer}",
+        answer.len()
+    );
+    stream.write_all(response.as_bytes()).await?;
+    stream.shutdown().await
+}
+
+fn alter(response: &mut Value, lie: Lie) {
+    let Some(result) = response.get_mut("result") else { return };
+    match lie {
+        Lie::HeaderField
+            if result.get("gasUsed").is_some()
+                && result.get("logsBloom").is_some()
+                && result.get("miner").is_some() =>
+        {
+            result["gasUsed"] = json!("0x1234");
+        }
+        Lie::TransactionValue => {
+            if let Some(first) = result.get_mut("transactions").and_then(|txs| txs.get_mut(0))
+                && first.is_object()
+            {
+                first["value"] = json!("0x1");
+            }
+        }
+        Lie::ReceiptGas => {
+            if let Some(first) = result.as_array_mut().and_then(|receipts| receipts.first_mut())
+                && first.get("cumulativeGasUsed").is_some()
+            {
+                first["cumulativeGasUsed"] = json!("0x1");
+            }
+        }
+        Lie::TruncatedProof => {
+            if let Some(proof) = result.get_mut("accountProof").and_then(Value::as_array_mut) {
+                proof.pop();
+            }
+        }
+        Lie::Code => {
+            if let Some(code) = result.as_str()
+                && code.starts_with("0x6000")
+            {
+                *result = json!(format!("{code}00"));
+            }
+        }
+        _ => {}
+    }
+}
+
+#[tokio::test]
+async fn a_lying_upstream_is_caught_and_never_served() {
+    let anvil = Anvil::spawn();
+    let (number, block_hash, contract, _) = mine_mixed_block(&anvil).await;
+    let proxy = LyingProxy::start(anvil.url().to_owned()).await;
+    // No store: every answer comes from the liar.
+    let upstream = Upstream::connect(&proxy.url, None).await.unwrap();
+    // Honest so far: the header is fetched and verified (proofs need it).
+    assert!(upstream.body(block_hash).await.unwrap().is_some());
+
+    proxy.set(Lie::HeaderField);
+    match upstream.header_by_number(number).await {
+        Err(UpstreamError::HeaderHashMismatch { number: n, claimed, rebuilt }) => {
+            assert_eq!(n, number);
+            assert_eq!(claimed, block_hash);
+            assert_ne!(rebuilt, block_hash);
+        }
+        other => panic!("expected HeaderHashMismatch, got {other:?}"),
+    }
+    assert!(matches!(
+        upstream.header_by_hash(block_hash).await,
+        Err(UpstreamError::HeaderHashMismatch { .. })
+    ));
+
+    proxy.set(Lie::TransactionValue);
+    assert!(matches!(
+        mismatch(block_hash, upstream.body(block_hash).await),
+        DataMismatch::TransactionHash { index: 0, .. }
+    ));
+
+    // The remaining lies need the header, which the proxy passes through honestly.
+    proxy.set(Lie::ReceiptGas);
+    assert!(matches!(
+        mismatch(block_hash, upstream.receipts(block_hash).await),
+        DataMismatch::Receipts(_)
+    ));
+
+    proxy.set(Lie::TruncatedProof);
+    assert!(matches!(
+        mismatch(block_hash, upstream.proof(block_hash, contract, &[B256::ZERO]).await),
+        DataMismatch::Proof(_)
+    ));
+    assert!(matches!(
+        mismatch(block_hash, upstream.code(block_hash, contract).await),
+        DataMismatch::Proof(_)
+    ));
+
+    proxy.set(Lie::Code);
+    assert!(matches!(
+        mismatch(block_hash, upstream.code(block_hash, contract).await),
+        DataMismatch::Code(_)
+    ));
+
+    proxy.set(Lie::NotJson);
+    assert!(matches!(upstream.latest_number().await, Err(UpstreamError::Malformed { .. })));
+
+    // Honest again: everything verifies.
+    proxy.set(Lie::None);
+    assert!(upstream.receipts(block_hash).await.unwrap().is_some());
+    assert!(upstream.proof(block_hash, contract, &[B256::ZERO]).await.unwrap().is_some());
+    assert!(upstream.code(block_hash, contract).await.unwrap().is_some());
+}
+
+/// The reason of a `RootMismatch` about `block`; panics on any other outcome.
+fn mismatch<T: std::fmt::Debug>(block: B256, result: Result<T, UpstreamError>) -> DataMismatch {
+    match result {
+        Err(UpstreamError::RootMismatch { block: about, reason }) if about == block => *reason,
+        other => panic!("expected a RootMismatch about {block}, got {other:?}"),
+    }
 }
