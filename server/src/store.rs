@@ -120,6 +120,28 @@ impl Store {
         self.put(HEADERS, header.hash(), &header.encoded())
     }
 
+    /// Stores several headers in one durable commit (those already there are skipped).
+    pub fn put_headers(&self, headers: &[SealedHeader]) -> Result<(), StoreError> {
+        let mut fresh = Vec::with_capacity(headers.len());
+        for header in headers {
+            if !self.contains(HEADERS, header.hash())? {
+                fresh.push(header);
+            }
+        }
+        if fresh.is_empty() {
+            return Ok(());
+        }
+        let mut txn = self.db.begin_write().map_err(db_error)?;
+        txn.set_durability(Durability::Immediate).map_err(db_error)?;
+        {
+            let mut table = txn.open_table(HEADERS).map_err(db_error)?;
+            for header in fresh {
+                table.insert(header.hash().0, header.encoded().as_slice()).map_err(db_error)?;
+            }
+        }
+        txn.commit().map_err(db_error)
+    }
+
     /// The receipts of the block with this hash, if stored, each in LES network form.
     pub fn receipts(&self, block: B256) -> Result<Option<Vec<Bytes>>, StoreError> {
         self.get(RECEIPTS, block)?
@@ -195,6 +217,7 @@ mod tests {
     fn headers_and_receipts_survive_reopening() {
         let dir = temp_dir("reopen");
         let header = SealedHeader::seal(Header { number: 42, gas_used: 7, ..Header::default() });
+        let other = SealedHeader::seal(Header { number: 43, ..Header::default() });
         let receipts = vec![Bytes::from_static(&[0xc0]), Bytes::from_static(&[0x82, 0x02, 0xc0])];
         {
             let store = Store::open(&dir).unwrap();
@@ -202,10 +225,12 @@ mod tests {
             assert_eq!(store.receipts(header.hash()).unwrap(), None);
             store.put_header(&header).unwrap();
             store.put_header(&header).unwrap();
+            store.put_headers(&[header.clone(), other.clone()]).unwrap();
             store.put_receipts(header.hash(), &receipts).unwrap();
         }
         let store = Store::open(&dir).unwrap();
         assert_eq!(store.header(header.hash()).unwrap(), Some(header.clone()));
+        assert_eq!(store.header(other.hash()).unwrap(), Some(other));
         assert_eq!(store.receipts(header.hash()).unwrap(), Some(receipts));
         assert_eq!(store.header(B256::ZERO).unwrap(), None);
         drop(store);

@@ -374,6 +374,34 @@ impl Upstream {
         Ok(Some(header))
     }
 
+    /// The canonical headers at several heights, in one batch request (for `GetBlockHeaders`
+    /// by number); `None` where the node has no such block yet.
+    pub async fn headers_by_numbers(
+        &self,
+        numbers: &[u64],
+    ) -> Result<Vec<Option<SealedHeader>>, UpstreamError> {
+        const METHOD: &str = "eth_getBlockByNumber";
+        if numbers.is_empty() {
+            return Ok(Vec::new());
+        }
+        let calls: Vec<Call> = numbers
+            .iter()
+            .map(|&n| Call { method: METHOD, params: json!([U64::from(n), false]) })
+            .collect();
+        let answers = self.inner.rpc.batch(&calls).await?;
+        let mut headers = Vec::with_capacity(numbers.len());
+        for (&n, answer) in numbers.iter().zip(answers) {
+            let header = match from_value::<Block>(METHOD, answer?)? {
+                None => None,
+                Some(block) => Some(checked_number(seal_rpc_header(block.header)?, n)?),
+            };
+            headers.push(header);
+        }
+        let fresh: Vec<SealedHeader> = headers.iter().flatten().cloned().collect();
+        self.remember(move |store| store.put_headers(&fresh)).await;
+        Ok(headers)
+    }
+
     /// The header with this hash, from the store if cached, else from the node.
     pub async fn header_by_hash(&self, hash: B256) -> Result<Option<SealedHeader>, UpstreamError> {
         if let Some(header) = self.cached(move |store| store.header(hash)).await {
@@ -670,18 +698,24 @@ async fn fetch_header_by_number(
     rpc: &RpcClient,
     n: u64,
 ) -> Result<Option<(SealedHeader, Option<U256>)>, UpstreamError> {
-    const METHOD: &str = "eth_getBlockByNumber";
-    let block: Option<Block> = rpc.call_optional(METHOD, (U64::from(n), false)).await?;
+    let block: Option<Block> =
+        rpc.call_optional("eth_getBlockByNumber", (U64::from(n), false)).await?;
     let Some(block) = block else { return Ok(None) };
     let total_difficulty = block.header.total_difficulty;
-    let header = seal_rpc_header(block.header)?;
-    if header.number() != n {
-        return Err(UpstreamError::malformed(
-            METHOD,
-            MalformedReason::WrongBlock { number: header.number(), hash: header.hash() },
-        ));
-    }
+    let header = checked_number(seal_rpc_header(block.header)?, n)?;
     Ok(Some((header, total_difficulty)))
+}
+
+/// Checks that a header fetched by number is at that height.
+fn checked_number(header: SealedHeader, n: u64) -> Result<SealedHeader, UpstreamError> {
+    if header.number() == n {
+        Ok(header)
+    } else {
+        Err(UpstreamError::malformed(
+            "eth_getBlockByNumber",
+            MalformedReason::WrongBlock { number: header.number(), hash: header.hash() },
+        ))
+    }
 }
 
 /// Rebuilds the consensus header from the RPC fields and checks it hashes to the RPC hash.
