@@ -157,64 +157,108 @@ impl Server {
     /// stops at the first missing header, at `maxHeaders` (at most 192) or once the reply
     /// reaches the soft response limit. A non-canonical origin given by hash is followed
     /// by parent hashes when walking back without skips, else only the origin is served.
+    /// Headers outside the canonical window are fetched in one batched upstream call.
     async fn headers(&self, query: &GetBlockHeaders) -> BlockHeaders {
         let mut reply =
             BlockHeaders { request_id: query.request_id, buffer_value: 0, headers: Vec::new() };
-        let max = query.max_headers.min(limits::MAX_HEADER_FETCH);
-        let step = query.skip.checked_add(1);
-        let mut bytes = 0usize;
-        let mut next = Some(query.origin);
-        let mut follow_parents = false;
-        while let Some(origin) = next.take() {
-            if u64::try_from(reply.headers.len()).unwrap_or(u64::MAX) >= max
-                || bytes >= SOFT_RESPONSE_LIMIT
-            {
-                break;
-            }
-            let first = reply.headers.is_empty();
-            let found = match origin {
-                BlockHashOrNumber::Hash(hash) => self.by_hash(hash).await,
-                BlockHashOrNumber::Number(number) => self.canonical(number).await,
-            };
-            let header = match found {
-                Ok(Some(header)) => header,
-                Ok(None) => break,
-                Err(error) => {
-                    self.upstream_failed("header", &error);
-                    break;
-                }
-            };
-            if first && matches!(origin, BlockHashOrNumber::Hash(_)) {
-                let canonical = self.is_canonical(&header).await.unwrap_or_else(|error| {
+        let max = usize::try_from(query.max_headers.min(limits::MAX_HEADER_FETCH)).unwrap_or(0);
+        let mut collector = HeaderCollector { max, bytes: 0, headers: &mut reply.headers };
+        let walk = |number: u64| {
+            let step = query.skip.checked_add(1)?;
+            if query.reverse { number.checked_sub(step) } else { number.checked_add(step) }
+        };
+        let start = match query.origin {
+            BlockHashOrNumber::Number(number) => Some(number),
+            BlockHashOrNumber::Hash(hash) => {
+                let origin = match self.by_hash(hash).await {
+                    Ok(Some(header)) => header,
+                    Ok(None) => return reply,
+                    Err(error) => {
+                        self.upstream_failed("header", &error);
+                        return reply;
+                    }
+                };
+                let canonical = self.is_canonical(&origin).await.unwrap_or_else(|error| {
                     self.upstream_failed("header", &error);
                     false
                 });
+                let next = walk(origin.number());
+                collector.push(&origin);
                 if !canonical {
                     if query.reverse && query.skip == 0 {
-                        follow_parents = true;
-                    } else {
-                        reply.headers.push(header.encoded().into());
-                        break;
+                        self.follow_parents(origin, &mut collector).await;
                     }
+                    return reply;
                 }
+                next
             }
-            next = if follow_parents {
-                (header.number() > 0).then(|| BlockHashOrNumber::Hash(header.parent_hash()))
-            } else {
-                step.and_then(|step| {
-                    if query.reverse {
-                        header.number().checked_sub(step)
-                    } else {
-                        header.number().checked_add(step)
-                    }
-                })
-                .map(BlockHashOrNumber::Number)
-            };
-            let encoded: Bytes = header.encoded().into();
-            bytes = bytes.saturating_add(encoded.len());
-            reply.headers.push(encoded);
+        };
+        let Some(start) = start else { return reply };
+        let head = self.head_number();
+        let numbers: Vec<u64> = std::iter::successors(Some(start), |&n| walk(n))
+            .take(collector.room())
+            .take_while(|&n| head.is_none_or(|head| n <= head))
+            .collect();
+        for header in self.canonical_many(&numbers).await {
+            if !collector.push(&header) {
+                break;
+            }
         }
         reply
+    }
+
+    /// Walks a non-canonical branch back by parent hashes.
+    async fn follow_parents(&self, mut header: SealedHeader, collector: &mut HeaderCollector<'_>) {
+        while collector.room() > 0 && header.number() > 0 {
+            match self.by_hash(header.parent_hash()).await {
+                Ok(Some(parent)) => {
+                    if !collector.push(&parent) {
+                        return;
+                    }
+                    header = parent;
+                }
+                Ok(None) => return,
+                Err(error) => {
+                    self.upstream_failed("header", &error);
+                    return;
+                }
+            }
+        }
+    }
+
+    /// The canonical headers at `numbers`, in order, up to the first one missing: from the
+    /// window where it has them, the rest in one batched upstream call.
+    async fn canonical_many(&self, numbers: &[u64]) -> Vec<SealedHeader> {
+        let cached: Vec<Option<SealedHeader>> = {
+            let window = self.window.read().unwrap_or_else(|p| p.into_inner());
+            numbers.iter().map(|&n| window.by_number(n)).collect()
+        };
+        let missing: Vec<u64> = numbers
+            .iter()
+            .zip(&cached)
+            .filter(|(_, cached)| cached.is_none())
+            .map(|(&n, _)| n)
+            .collect();
+        let mut fetched = if missing.is_empty() {
+            Vec::new()
+        } else {
+            match self.upstream.headers_by_numbers(&missing).await {
+                Ok(fetched) => fetched,
+                Err(error) => {
+                    self.upstream_failed("headers", &error);
+                    Vec::new()
+                }
+            }
+        }
+        .into_iter();
+        let mut out = Vec::with_capacity(numbers.len());
+        for cached in cached {
+            match cached.or_else(|| fetched.next().flatten()) {
+                Some(header) => out.push(header),
+                None => break,
+            }
+        }
+        out
     }
 
     /// GetBlockBodies: missing bodies are skipped (as geth does).
@@ -397,6 +441,35 @@ impl Server {
             statuses.push(entry);
         }
         TxStatus { request_id: query.request_id, buffer_value: 0, statuses }
+    }
+}
+
+/// Collects a header reply within the item and soft size limits.
+struct HeaderCollector<'a> {
+    max: usize,
+    bytes: usize,
+    headers: &'a mut Vec<Bytes>,
+}
+
+impl HeaderCollector<'_> {
+    /// Headers that may still be added.
+    fn room(&self) -> usize {
+        if self.bytes >= SOFT_RESPONSE_LIMIT {
+            0
+        } else {
+            self.max.saturating_sub(self.headers.len())
+        }
+    }
+
+    /// Adds `header` if there is room; false once the reply is full.
+    fn push(&mut self, header: &SealedHeader) -> bool {
+        if self.room() == 0 {
+            return false;
+        }
+        let encoded: Bytes = header.encoded().into();
+        self.bytes = self.bytes.saturating_add(encoded.len());
+        self.headers.push(encoded);
+        self.room() > 0
     }
 }
 
