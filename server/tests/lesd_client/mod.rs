@@ -260,6 +260,24 @@ impl LesClient {
         self.events.drain(..).collect()
     }
 
+    /// Services the connection until it closes: answers pings, reports the arrival time of
+    /// every head announcement on `announcements`, drops everything else.
+    pub async fn run_idle(
+        mut self,
+        announcements: Option<tokio::sync::mpsc::UnboundedSender<Instant>>,
+    ) {
+        while self.is_open() {
+            if self.pump(Duration::from_secs(5)).await.is_err() {
+                return;
+            }
+            for event in self.events.drain(..) {
+                if let (Event::Announcement { .. }, Some(sender)) = (&event, &announcements) {
+                    let _ = sender.send(Instant::now());
+                }
+            }
+        }
+    }
+
     /// Keeps the connection serviced (pings answered) for `duration`.
     pub async fn idle(&mut self, duration: Duration) -> Result<(), ClientError> {
         let deadline = Instant::now() + duration;
