@@ -13,7 +13,7 @@
 //!   Refusals complete the WebSocket handshake and then close with a code and a reason a
 //!   page can read from `CloseEvent` (an HTTP 403 would reach the page as a bare 1006):
 //!   1008 for a target not on the list, a malformed path or too many connections from one
-//!   address, 1013 when the bridge is full, 1014 when the target is unreachable or fails,
+//!   address, 1013 when the bridge is full, 1011 when the target is unreachable or fails,
 //!   1003 for a text message, 1009 for an oversized message, 1000 when the target closes or
 //!   the connection is idle, 1001 on shutdown. See [`CloseCause`].
 //! - Backpressure both ways: the next chunk is read from one side only once the other side

@@ -22,7 +22,7 @@ use std::time::Duration;
 /// both ways (binary messages only). It never parses them: after the RLPx handshake they
 /// are ciphertext it has no key for. Refusals complete the WebSocket handshake and close
 /// with a code and a reason the page can read (1008 not allowed / malformed path / too
-/// many from this address, 1013 bridge full, 1014 target unreachable, 1003 text message,
+/// many from this address, 1013 bridge full, 1011 target unreachable or failed, 1003 text message,
 /// 1009 message too big, 1000 target closed or idle, 1001 shutting down).
 #[derive(Debug, Parser)]
 #[command(name = "les-bridge", version)]

@@ -108,7 +108,7 @@ impl CloseCause {
                 CloseCode::Policy
             }
             Self::Full { .. } => CloseCode::Again,
-            Self::Unreachable { .. } | Self::TargetFailed(_) => CloseCode::Bad(1014),
+            Self::Unreachable { .. } | Self::TargetFailed(_) => CloseCode::Error,
             Self::TargetClosed | Self::BrowserClosed | Self::Idle(_) => CloseCode::Normal,
             Self::TextMessage => CloseCode::Unsupported,
             Self::MessageTooLarge { .. } => CloseCode::Size,
@@ -172,6 +172,8 @@ pub(crate) async fn handle_connection(
     let _ = tcp.set_nodelay(true);
 
     let mut path = String::new();
+    // The signature is tungstenite's handshake callback; its error type is not ours to shrink.
+    #[allow(clippy::result_large_err)]
     let record_path = |request: &Request, response: Response| -> Result<Response, ErrorResponse> {
         path = request.uri().path().to_owned();
         if let Some(origin) = request.headers().get("origin").and_then(|v| v.to_str().ok()) {

@@ -86,7 +86,7 @@ pub enum WsStreamError {
 /// - Backpressure: a write is accepted only once the previous message has been handed to the
 ///   socket, so at most one message is ever buffered here.
 /// - `shutdown()` sends a close frame (the one set with [`WsByteStream::set_close_frame`], or
-///   a plain 1000) and flushes it.
+///   one without a code) and then shuts down the writing side of the socket underneath.
 /// - Pings are answered by tungstenite and never surface as data.
 pub struct WsByteStream<S> {
     ws: WebSocketStream<S>,
@@ -263,11 +263,12 @@ where
         }
         match ready!(Pin::new(&mut this.ws).poll_close(cx)) {
             Ok(())
-            | Err(tungstenite::Error::ConnectionClosed | tungstenite::Error::AlreadyClosed) => {
-                Poll::Ready(Ok(()))
-            }
-            Err(error) => Poll::Ready(Err(write_error(error))),
+            | Err(tungstenite::Error::ConnectionClosed | tungstenite::Error::AlreadyClosed) => {}
+            Err(error) => return Poll::Ready(Err(write_error(error))),
         }
+        // End the byte stream underneath too: the peer waits for the TCP close after the
+        // close frames (RFC 6455 §7.1.1), and a half-closed socket still lets its reply in.
+        Pin::new(this.ws.get_mut()).poll_shutdown(cx)
     }
 }
 
