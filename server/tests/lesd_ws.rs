@@ -25,9 +25,9 @@ use tokio::net::TcpListener;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
-async fn start_lesd(anvil_url: &str) -> Daemon {
+async fn start_lesd(anvil_url: String) -> Daemon {
     Daemon::start(DaemonConfig {
-        upstream: anvil_url.to_string(),
+        upstream: anvil_url,
         datadir: None,
         key: NodeKey::random().expect("rng"),
         listen: "127.0.0.1:0".parse().expect("addr"),
@@ -120,7 +120,7 @@ async fn check_served_chain(client: &mut LesClient, daemon: &Daemon, anvil: &Anv
 async fn lesd_through_les_bridge_and_on_its_own_websocket() {
     let anvil = Anvil::spawn();
     anvil.mine(3).await;
-    let daemon = start_lesd(&anvil.url()).await;
+    let daemon = start_lesd(anvil.url()).await;
     let mut heads = daemon.heads();
     tokio::time::timeout(
         WAIT,
