@@ -36,14 +36,14 @@ fn seal_eip8(key: u8, plaintext: &[u8]) -> Option<Vec<u8>> {
 }
 
 fn read_auth(packet: &[u8]) {
-    if let Ok(Some(len)) = rlpx::handshake_packet_len(packet) {
-        if let Some(exact) = packet.get(..len) {
-            let mut r = recipient();
-            if r.read_auth(exact).is_ok() {
-                // An accepted auth must let the handshake finish.
-                r.ack_packet().expect("ack after a valid auth");
-                r.finish().expect("secrets after a valid auth");
-            }
+    if let Ok(Some(len)) = rlpx::handshake_packet_len(packet)
+        && let Some(exact) = packet.get(..len)
+    {
+        let mut r = recipient();
+        if r.read_auth(exact).is_ok() {
+            // An accepted auth must let the handshake finish.
+            r.ack_packet().expect("ack after a valid auth");
+            r.finish().expect("secrets after a valid auth");
         }
     }
     let _ = recipient().read_auth(packet);
@@ -54,10 +54,10 @@ fuzz_target!(|input: &[u8]| {
     match mode & 0x03 {
         0 => read_auth(rest),
         1 => {
-            if let Ok(Some(len)) = rlpx::ack_packet_len(rest) {
-                if let Some(exact) = rest.get(..len) {
-                    let _ = initiator().read_ack(exact);
-                }
+            if let Ok(Some(len)) = rlpx::ack_packet_len(rest)
+                && let Some(exact) = rest.get(..len)
+            {
+                let _ = initiator().read_ack(exact);
             }
             let _ = initiator().read_ack(rest);
             let _ = ecies::decrypt(&fixed_key(0x11), rest, &[]);
