@@ -20,11 +20,8 @@ use les::time::Timestamp;
 /// Network ID both ends of the fixture sessions use.
 pub const NETWORK_ID: u64 = 31337;
 
-/// The frame-size limit the session applies: a 10 MiB LES message, its ID and the
-/// worst-case snappy expansion (`n + n/6 + 32`), rounded up. Mirrors the private constant in
-/// `les::session`; the fuzzers use it for their own readers.
-pub const SESSION_MAX_FRAME_SIZE: usize =
-    les::msg::MAX_MESSAGE_SIZE + les::msg::MAX_MESSAGE_SIZE / 6 + 64;
+/// The frame-size limit the session applies; the fuzzers use it for their own readers.
+pub const SESSION_MAX_FRAME_SIZE: usize = les::session::MAX_FRAME_SIZE;
 
 /// A fixed, valid node key: `seed` repeated (any byte in 1..=0x7f gives a scalar below the
 /// curve order).
