@@ -25,9 +25,9 @@ use tokio::net::TcpListener;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
-async fn start_lesd(anvil_url: String) -> Daemon {
+async fn start_lesd(anvil_url: &str) -> Daemon {
     Daemon::start(DaemonConfig {
-        upstream: anvil_url,
+        upstream: anvil_url.to_string(),
         datadir: None,
         key: NodeKey::random().expect("rng"),
         listen: "127.0.0.1:0".parse().expect("addr"),
