@@ -391,14 +391,19 @@ function startTrickle(rpcUrl, accounts, token, intervalMs) {
 
 const ENODE_LINE = /^enode:\/\/[0-9a-f]{128}@([0-9.]+):(\d+)$/;
 
-async function startLesServers(config, rpcUrl) {
+function lesBinaries(config) {
   const lesd = join(config.binDir, 'lesd');
-  const bridgeBin = join(config.binDir, 'les-bridge');
-  for (const bin of [lesd, bridgeBin]) {
+  const bridge = join(config.binDir, 'les-bridge');
+  for (const bin of [lesd, bridge]) {
     if (!existsSync(bin)) {
       throw new DevnetError(`${bin} does not exist: build it (cargo build --release -p lesd -p les-bridge), unset DEVNET_NO_BUILD, or set DEVNET_SKIP_LES=1`);
     }
   }
+  return { lesd, bridge };
+}
+
+async function startLesServers(config, rpcUrl) {
+  const { lesd, bridge: bridgeBin } = lesBinaries(config);
   const ports = await freePorts(LES_SERVER_COUNT + 1);
   const servers = [];
   const started = [];
@@ -436,7 +441,14 @@ async function startLesServers(config, rpcUrl) {
 }
 
 async function main() {
-  const config = readConfig();
+  let config;
+  try {
+    config = readConfig();
+  } catch (err) {
+    say(err.message);
+    process.exitCode = 2;
+    return;
+  }
   let webServer = null;
   let stopTrickle = null;
   let exitTimer = null;
@@ -488,9 +500,15 @@ async function main() {
 
   try {
     if (!config.noBuild) build(config);
-    // A fresh chain deserves fresh LES stores and logs; the directory holds nothing else.
-    rmSync(config.dir, { recursive: true, force: true });
+    if (!config.skipLes) lesBinaries(config);
+    // A fresh chain deserves fresh LES stores and logs. Only what a previous run wrote is
+    // removed, so a mistaken DEVNET_DIR loses nothing else.
     mkdirSync(config.dir, { recursive: true });
+    for (const name of ['devnet.json', 'anvil.log', 'les-bridge.log']) rmSync(join(config.dir, name), { force: true });
+    for (let i = 1; i <= LES_SERVER_COUNT; i++) {
+      rmSync(join(config.dir, `lesd-${i}`), { recursive: true, force: true });
+      rmSync(join(config.dir, `lesd-${i}.log`), { force: true });
+    }
 
     const [anvilPort] = await freePorts(1);
     const rpcUrl = `http://${HOST}:${anvilPort}`;
