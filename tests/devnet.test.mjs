@@ -63,10 +63,13 @@ function accepts(host, port) {
 }
 
 /**
- * Opens a WebSocket handshake by hand (Node 20 has no WebSocket client without a flag) and
- * resolves with the HTTP status, checking the RFC 6455 accept key on a 101.
+ * Opens a WebSocket by hand (Node 20 has no WebSocket client without a flag), checks the
+ * RFC 6455 accept key on a 101, and listens `waitMs` for a close frame. Resolves with the
+ * HTTP status and the close code the server sent (null if none arrived in time).
+ * The bridge refuses by completing the handshake and closing with a code (so a browser can
+ * read the reason), hence a refusal shows up as 101 + close code, not as an HTTP error.
  */
-function websocketHandshake(url) {
+function websocketProbe(url, waitMs) {
   const { hostname, port, pathname } = new URL(url);
   const key = randomBytes(16).toString('base64');
   const expectedAccept = createHash('sha1').update(`${key}258EAFA5-E914-47DA-95CA-C5AB0DC85B11`).digest('base64');
@@ -83,17 +86,35 @@ function websocketHandshake(url) {
       },
     });
     req.setTimeout(10_000, () => req.destroy(new Error(`no handshake answer from ${url}`)));
-    req.once('upgrade', (res, socket) => {
-      socket.destroy();
+    req.once('upgrade', (res, socket, head) => {
       if (res.headers['sec-websocket-accept'] !== expectedAccept) {
+        socket.destroy();
         fail(new Error(`${url}: wrong Sec-WebSocket-Accept ${res.headers['sec-websocket-accept']}`));
-      } else {
-        ok(res.statusCode);
+        return;
       }
+      let buffered = head;
+      const finish = (closeCode) => {
+        clearTimeout(timer);
+        socket.destroy();
+        ok({ status: res.statusCode, closeCode });
+      };
+      const timer = setTimeout(() => finish(null), waitMs);
+      const inspect = () => {
+        // Server frames are unmasked; a close frame is 0x88, a short length, a u16 code.
+        if (buffered.length >= 4 && (buffered[0] & 0x0f) === 0x8) finish(buffered.readUInt16BE(2));
+        else if (buffered.length >= 2 && (buffered[0] & 0x0f) !== 0x8) finish(null);
+      };
+      socket.on('data', (chunk) => {
+        buffered = Buffer.concat([buffered, chunk]);
+        inspect();
+      });
+      socket.on('end', () => finish(null));
+      socket.on('error', () => finish(null));
+      inspect();
     });
     req.once('response', (res) => {
       res.resume();
-      ok(res.statusCode);
+      ok({ status: res.statusCode, closeCode: null });
     });
     req.once('error', fail);
     req.end();
@@ -292,11 +313,14 @@ test('full devnet: three lesd behind one les-bridge, then a clean stop', async (
   }
   assert.equal(enodes.size, 3, 'three distinct node keys');
 
+  // Each allowed target: the bridge upgrades and keeps the relay open (lesd, as the RLPx
+  // responder, waits for our auth message, so nothing arrives and nothing closes).
   for (const server of devnet.servers) {
-    assert.equal(await websocketHandshake(server.bridgeUrl), 101, `bridge upgrades ${server.bridgeUrl}`);
+    assert.deepEqual(await websocketProbe(server.bridgeUrl, 1000), { status: 101, closeCode: null }, server.bridgeUrl);
   }
-  // "exactly those three": a target outside the allow-list gets no WebSocket.
-  assert.notEqual(await websocketHandshake(`${devnet.bridgeUrl}/127.0.0.1:1`), 101, 'bridge refuses a target not allowed');
+  // "Exactly those three": any other target is refused with close code 1008 (policy).
+  const refused = await websocketProbe(`${devnet.bridgeUrl}/127.0.0.1:1`, 5000);
+  assert.ok(refused.status !== 101 || refused.closeCode === 1008, `target not allowed refused: ${JSON.stringify(refused)}`);
 
   await assertChainAndToken(devnet);
   assert.ok(Date.now() - readyAt < exitAfter * 1000, 'checks ran while the devnet was up');
