@@ -10,9 +10,15 @@
 //   + one les-bridge that allows exactly those three
 //   + a static web server for www/ that also serves /devnet.json
 //
-// It writes <dir>/devnet.json (default dir: target/devnet), prints the www URL and runs until
-// SIGINT/SIGTERM. Any child dying on its own stops the whole devnet with a message (exit 1).
-// Child logs go to <dir>/<name>.log.
+// It writes <dir>/devnet.json (default dir: target/devnet), the page's one source of truth:
+//   chainId, rpcUrl (anvil), wwwUrl, fraction (ULC trust threshold, %), genesisHash, blockTime,
+//   token {address, name, symbol, decimals, totalSupply (decimal string), deployer,
+//          deployBlock, artifact (path), abi (inline)},
+//   devAccounts [{address, privateKey}] (anvil's public test keys), bridgeUrl,
+//   servers [{enode, bridgeUrl: ws://BRIDGE/HOST:PORT, tcp, log}], processes [{name, pid}].
+// Then it prints the www URL and runs until SIGINT/SIGTERM, which stop the LES servers and the
+// bridge, then anvil (exit 1 if one needed SIGKILL). Any child dying on its own stops the whole
+// devnet with a message (exit 1). Child logs go to <dir>/<name>.log.
 //
 // Environment:
 //   DEVNET_BLOCK_TIME=2      seconds between blocks (and between trickle transactions)
@@ -389,6 +395,22 @@ function startTrickle(rpcUrl, accounts, token, intervalMs) {
   };
 }
 
+/** Pairs anvil's dev accounts with their keys from its --config-out file. */
+function readDevAccounts(path, accounts) {
+  let out;
+  try {
+    out = JSON.parse(readFileSync(path, 'utf8'));
+  } catch (err) {
+    throw new DevnetError(`cannot read anvil's account file ${path}: ${err.message}`);
+  }
+  const addresses = out.available_accounts ?? [];
+  const keys = out.private_keys ?? [];
+  if (addresses.length !== keys.length || addresses.join() !== accounts.join()) {
+    throw new DevnetError(`${path} does not list the accounts eth_accounts returns`);
+  }
+  return addresses.map((address, i) => ({ address, privateKey: keys[i] }));
+}
+
 const ENODE_LINE = /^enode:\/\/[0-9a-f]{128}@([0-9.]+):(\d+)$/;
 
 function lesBinaries(config) {
@@ -504,19 +526,20 @@ async function main() {
     // A fresh chain deserves fresh LES stores and logs. Only what a previous run wrote is
     // removed, so a mistaken DEVNET_DIR loses nothing else.
     mkdirSync(config.dir, { recursive: true });
-    for (const name of ['devnet.json', 'anvil.log', 'les-bridge.log']) rmSync(join(config.dir, name), { force: true });
+    for (const name of ['devnet.json', 'anvil.json', 'anvil.log', 'les-bridge.log']) rmSync(join(config.dir, name), { force: true });
     for (let i = 1; i <= LES_SERVER_COUNT; i++) {
       rmSync(join(config.dir, `lesd-${i}`), { recursive: true, force: true });
       rmSync(join(config.dir, `lesd-${i}.log`), { force: true });
     }
 
     const [anvilPort] = await freePorts(1);
+    const anvilConfigPath = join(config.dir, 'anvil.json');
     const rpcUrl = `http://${HOST}:${anvilPort}`;
     say(`starting anvil on ${rpcUrl} (block time ${config.blockTime} s)`);
     const anvil = startChild(
       'anvil',
       join(ROOT, 'node_modules/.bin/anvil'),
-      ['--host', HOST, '--port', String(anvilPort), '--block-time', String(config.blockTime)],
+      ['--host', HOST, '--port', String(anvilPort), '--block-time', String(config.blockTime), '--config-out', anvilConfigPath],
       { dir: config.dir },
     );
     await anvil.spawned;
@@ -524,6 +547,7 @@ async function main() {
     const accounts = await rpc(rpcUrl, 'eth_accounts');
     if (accounts.length < 2) throw new DevnetError(`anvil offers ${accounts.length} dev accounts; the trickle needs 2`);
     const genesis = await rpc(rpcUrl, 'eth_getBlockByNumber', ['0x0', false]);
+    const devAccounts = readDevAccounts(anvilConfigPath, accounts);
 
     say('deploying DemoToken');
     const token = await deployToken(rpcUrl, accounts[0]);
@@ -565,7 +589,9 @@ async function main() {
         artifact: TOKEN_ARTIFACT,
         abi: token.artifact.abi,
       },
-      accounts,
+      // anvil's well-known test keys (public knowledge; worthless off this devnet), so a page
+      // can sign transactions and send them through LES.
+      devAccounts,
       bridgeUrl: les.bridgeUrl,
       servers: les.servers.map(({ enode, bridgeUrl, tcp, log }) => ({ enode, bridgeUrl, tcp, log })),
       // For tests and for cleaning up by hand after `kill -9` of this script.

@@ -193,6 +193,9 @@ async function assertChainAndToken(devnet) {
   assert.equal(supply, 10n ** 24n, 'totalSupply is the deployed 1,000,000 DEMO');
   assert.equal(supply.toString(), devnet.token.totalSupply);
   assert.deepEqual(devnet.token.abi, ARTIFACT.abi);
+  assert.deepEqual(devnet.devAccounts.map((a) => a.address), await rpc(devnet.rpcUrl, 'eth_accounts'));
+  assert.equal(devnet.devAccounts[0].address, devnet.token.deployer);
+  assert.ok(devnet.devAccounts.every((a) => /^0x[0-9a-f]{64}$/.test(a.privateKey)), 'dev keys listed');
 
   // Blocks advance and the trickle puts transfers with Transfer logs into them.
   const first = Number(await rpc(devnet.rpcUrl, 'eth_blockNumber'));
