@@ -235,7 +235,9 @@ function lesBinaries() {
   if (process.env.CI === 'true') {
     const build = spawnSync('cargo', ['build', '--locked', '-p', 'lesd', '-p', 'les-bridge'], { cwd: ROOT, encoding: 'utf8' });
     if (build.status !== 0) return { error: `cargo build -p lesd -p les-bridge failed:\n${build.stderr}` };
-    return { dir: join(target, 'debug') };
+    const dir = join(target, 'debug');
+    const missing = ['lesd', 'les-bridge'].filter((bin) => !existsSync(join(dir, bin)));
+    return missing.length > 0 ? { error: `cargo build produced no ${missing.join(', ')} in ${dir}` } : { dir };
   }
   const pairs = ['release', 'debug']
     .map((profile) => join(target, profile))
