@@ -9,9 +9,11 @@
 //! - [`follow`]: follows the upstream's head and signs one announcement per new head.
 //! - [`node`]: the TCP (and WebSocket) listener and one task per client session.
 //! - [`metrics`]: Prometheus metrics.
+//! - [`daemon`]: all of the above started and stopped as one (the `lesd` binary, tests).
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
+pub mod daemon;
 pub mod follow;
 pub mod metrics;
 pub mod node;

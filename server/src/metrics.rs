@@ -1,1 +1,220 @@
-//! placeholder, filled by its module owner.
+//! Prometheus metrics of a running lesd, and the small HTTP endpoint (`--metrics ADDR`)
+//! that exposes them in the OpenMetrics text format at any path.
+//!
+//! [`Metrics`] is cheap to clone (every metric is an `Arc` inside) and is updated from the
+//! client tasks, the serving code and the head follower.
+
+use http_body_util::Full;
+use hyper::body::{Bytes, Incoming};
+use hyper::service::service_fn;
+use hyper::{Request, Response};
+use hyper_util::rt::TokioIo;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+/// The label of per-request-type metrics.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabel {
+    request: &'static str,
+}
+
+/// Every lesd metric.
+#[derive(Debug, Clone)]
+pub struct Metrics {
+    registry: Arc<Registry>,
+    clients: Gauge,
+    requests: Family<RequestLabel, Counter>,
+    serving_seconds: Family<RequestLabel, Counter<f64, AtomicU64>>,
+    bytes_in: Counter,
+    bytes_out: Counter,
+    announcements: Counter,
+    upstream_errors: Counter,
+    head: Gauge,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// A fresh set of metrics, registered under the `lesd_` prefix.
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("lesd");
+        let clients = Gauge::default();
+        registry.register("clients", "LES clients connected now", clients.clone());
+        let requests = Family::<RequestLabel, Counter>::default();
+        registry.register("requests", "LES requests served, by type", requests.clone());
+        let serving_seconds = Family::<RequestLabel, Counter<f64, AtomicU64>>::default();
+        registry.register(
+            "serving_seconds",
+            "Time spent serving LES requests (upstream round trips included), by type",
+            serving_seconds.clone(),
+        );
+        let bytes_in = Counter::default();
+        registry.register("bytes_in", "Bytes received from clients", bytes_in.clone());
+        let bytes_out = Counter::default();
+        registry.register("bytes_out", "Bytes sent to clients", bytes_out.clone());
+        let announcements = Counter::default();
+        registry.register(
+            "announcements",
+            "Head announcements sent to clients",
+            announcements.clone(),
+        );
+        let upstream_errors = Counter::default();
+        registry.register(
+            "upstream_errors",
+            "Failed or refused upstream JSON-RPC calls",
+            upstream_errors.clone(),
+        );
+        let head = Gauge::default();
+        registry.register("head_number", "Number of the announced head block", head.clone());
+        Self {
+            registry: Arc::new(registry),
+            clients,
+            requests,
+            serving_seconds,
+            bytes_in,
+            bytes_out,
+            announcements,
+            upstream_errors,
+            head,
+        }
+    }
+
+    /// A client connected (`true`) or left (`false`).
+    pub fn client_connected(&self, connected: bool) {
+        if connected {
+            self.clients.inc();
+        } else {
+            self.clients.dec();
+        }
+    }
+
+    /// Clients connected now.
+    pub fn clients(&self) -> i64 {
+        self.clients.get()
+    }
+
+    /// One request of type `request` was served in `took`.
+    pub fn request_served(&self, request: &'static str, took: Duration) {
+        let label = RequestLabel { request };
+        self.requests.get_or_create(&label).inc();
+        self.serving_seconds.get_or_create(&label).inc_by(took.as_secs_f64());
+    }
+
+    /// Requests of type `request` served so far.
+    pub fn requests(&self, request: &'static str) -> u64 {
+        self.requests.get_or_create(&RequestLabel { request }).get()
+    }
+
+    /// Bytes received from a client.
+    pub fn bytes_in(&self, bytes: usize) {
+        self.bytes_in.inc_by(u64::try_from(bytes).unwrap_or(u64::MAX));
+    }
+
+    /// Bytes sent to a client.
+    pub fn bytes_out(&self, bytes: usize) {
+        self.bytes_out.inc_by(u64::try_from(bytes).unwrap_or(u64::MAX));
+    }
+
+    /// A head announcement was queued for a client.
+    pub fn announcement_sent(&self) {
+        self.announcements.inc();
+    }
+
+    /// Announcements sent so far.
+    pub fn announcements(&self) -> u64 {
+        self.announcements.get()
+    }
+
+    /// An upstream call failed.
+    pub fn upstream_error(&self) {
+        self.upstream_errors.inc();
+    }
+
+    /// Upstream failures so far.
+    pub fn upstream_errors(&self) -> u64 {
+        self.upstream_errors.get()
+    }
+
+    /// A new head was published.
+    pub fn set_head(&self, number: u64) {
+        self.head.set(i64::try_from(number).unwrap_or(i64::MAX));
+    }
+
+    /// The metrics in the OpenMetrics text format.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = encode(&mut out, &self.registry);
+        out
+    }
+
+    /// Serves the metrics over HTTP/1 on `listener` until `shutdown` turns true.
+    pub async fn serve(self, listener: TcpListener, mut shutdown: watch::Receiver<bool>) {
+        loop {
+            let accepted = tokio::select! {
+                accepted = listener.accept() => accepted,
+                _ = shutdown.wait_for(|stop| *stop) => return,
+            };
+            let stream = match accepted {
+                Ok((stream, _)) => stream,
+                Err(error) => {
+                    tracing::warn!(%error, "metrics listener");
+                    continue;
+                }
+            };
+            let metrics = self.clone();
+            tokio::spawn(async move {
+                let service = service_fn(move |_request: Request<Incoming>| {
+                    let body = metrics.render();
+                    async move {
+                        let mut response = Response::new(Full::new(Bytes::from(body)));
+                        response.headers_mut().insert(
+                            hyper::header::CONTENT_TYPE,
+                            hyper::header::HeaderValue::from_static(
+                                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                            ),
+                        );
+                        Ok::<_, Infallible>(response)
+                    }
+                });
+                let connection = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service);
+                if let Err(error) = connection.await {
+                    tracing::debug!(%error, "metrics connection");
+                }
+            });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rendered_text_carries_every_metric() {
+        let metrics = Metrics::new();
+        metrics.client_connected(true);
+        metrics.request_served("GetBlockHeaders", Duration::from_millis(2));
+        metrics.set_head(42);
+        let text = metrics.render();
+        assert!(text.contains("lesd_clients 1"), "{text}");
+        assert!(text.contains("lesd_requests_total{request=\"GetBlockHeaders\"} 1"), "{text}");
+        assert!(text.contains("lesd_head_number 42"), "{text}");
+        assert!(text.contains("lesd_upstream_errors_total 0"), "{text}");
+    }
+}

@@ -1,0 +1,214 @@
+//! lesd load figures, against a real anvil and the release `lesd` binary in a child process
+//! (so its memory is measured alone):
+//! 1. idle clients one lesd holds, with lesd's resident memory per client (VmRSS delta);
+//! 2. header requests per second served from the canonical window (pipelined);
+//! 3. time to fan one announcement out to N clients.
+//!
+//! `cargo bench -p lesd --bench lesd_bench`; sizes from the environment:
+//! LESD_BENCH_CLIENTS (default 2000), LESD_BENCH_FANOUT (default 1000),
+//! LESD_BENCH_SECONDS (default 3).
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+#[path = "../tests/lesd_client/mod.rs"]
+mod lesd_client;
+
+use common::Anvil;
+use les::crypto::{Enode, NodeKey};
+use les::msg::{AnnounceType, BlockHashOrNumber, GetBlockHeaders, LesMessage, LesVersion};
+use les::session::ServeOffer;
+use lesd::node::NodeConfig;
+use lesd::upstream::Upstream;
+use lesd_client::{ChainInfo, LesClient};
+use std::io::BufRead;
+use std::process::{Child, Command, Stdio};
+use std::str::FromStr;
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+
+fn env_usize(name: &str, default: usize) -> usize {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+struct LesdProcess(Child);
+
+impl Drop for LesdProcess {
+    fn drop(&mut self) {
+        let _ = Command::new("kill").args(["-TERM", &self.0.id().to_string()]).status();
+        let _ = self.0.wait();
+    }
+}
+
+impl LesdProcess {
+    fn vm_rss_kib(&self) -> u64 {
+        let status =
+            std::fs::read_to_string(format!("/proc/{}/status", self.0.id())).unwrap_or_default();
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix("VmRSS:"))
+            .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or(0)
+    }
+}
+
+fn start_lesd(anvil: &Anvil, datadir: &std::path::Path) -> (LesdProcess, Enode) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_lesd"))
+        .args(["--upstream", anvil.url(), "--listen", "127.0.0.1:0"])
+        .args(["--poll-interval-ms", "5", "--max-clients", "20000"])
+        .arg("--datadir")
+        .arg(datadir)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("lesd starts");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut line = String::new();
+    std::io::BufReader::new(stdout).read_line(&mut line).expect("enode line");
+    (LesdProcess(child), Enode::from_str(line.trim()).expect("enode"))
+}
+
+/// Connects `count` clients, `parallel` handshakes at a time; each then idles in its task.
+async fn connect_many(
+    enode: &Enode,
+    chain: &ChainInfo,
+    count: usize,
+    announce_type: AnnounceType,
+    announcements: Option<mpsc::UnboundedSender<Instant>>,
+) -> (JoinSet<()>, Duration) {
+    let started = Instant::now();
+    let mut idle = JoinSet::new();
+    let mut connecting = JoinSet::new();
+    let mut launched = 0;
+    let parallel = 64;
+    while launched < count || !connecting.is_empty() {
+        while launched < count && connecting.len() < parallel {
+            let (enode, chain) = (enode.clone(), chain.clone());
+            connecting.spawn(async move {
+                LesClient::connect(&enode, &chain, announce_type, LesVersion::ALL.to_vec()).await
+            });
+            launched += 1;
+        }
+        if let Some(Ok(Ok(client))) = connecting.join_next().await {
+            idle.spawn(client.run_idle(announcements.clone()));
+        }
+    }
+    (idle, started.elapsed())
+}
+
+fn main() {
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    runtime.block_on(run());
+}
+
+async fn run() {
+    let clients = env_usize("LESD_BENCH_CLIENTS", 2000);
+    let fanout = env_usize("LESD_BENCH_FANOUT", 1000);
+    let seconds = env_usize("LESD_BENCH_SECONDS", 3);
+    let anvil = Anvil::spawn();
+    anvil.mine(10).await;
+    let upstream = Upstream::connect(anvil.url(), None).await.expect("upstream");
+    let config = NodeConfig::new(
+        NodeKey::random().expect("rng"),
+        upstream.network_id(),
+        upstream.genesis(),
+        ServeOffer::ARCHIVE,
+    );
+    let chain = ChainInfo { network_id: upstream.network_id(), schedule: config.fork_schedule };
+    let datadir = common::temp_dir("bench");
+    let (lesd, enode) = start_lesd(&anvil, &datadir);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    // 1. Idle clients and memory.
+    let before = lesd.vm_rss_kib();
+    let (idle, took) = connect_many(&enode, &chain, clients, AnnounceType::None, None).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let after = lesd.vm_rss_kib();
+    let held = idle.len();
+    println!(
+        "idle clients: {held}/{clients} connected in {took:.1?} ({:.0}/s); lesd VmRSS {before} KiB -> {after} KiB: {:.1} KiB per client",
+        held as f64 / took.as_secs_f64(),
+        after.saturating_sub(before) as f64 / held.max(1) as f64,
+    );
+
+    // 2. Header requests per second from the window (16 pipelined per client).
+    let mut workers = JoinSet::new();
+    for _ in 0..4 {
+        let (enode, chain) = (enode.clone(), chain.clone());
+        workers.spawn(async move {
+            let mut client =
+                LesClient::connect(&enode, &chain, AnnounceType::None, LesVersion::ALL.to_vec())
+                    .await
+                    .expect("client");
+            let query = |request_id| {
+                LesMessage::GetBlockHeaders(GetBlockHeaders {
+                    request_id,
+                    origin: BlockHashOrNumber::Number(10),
+                    max_headers: 1,
+                    skip: 0,
+                    reverse: false,
+                })
+            };
+            let deadline = Instant::now() + Duration::from_secs(seconds as u64);
+            let mut pending = std::collections::VecDeque::new();
+            let mut served = 0u64;
+            while Instant::now() < deadline {
+                while pending.len() < 16 {
+                    match client.send(query).await {
+                        Ok(id) => pending.push_back(id),
+                        Err(_) => break,
+                    }
+                }
+                let Some(id) = pending.pop_front() else { continue };
+                if client.reply(id, Duration::from_secs(5)).await.is_ok() {
+                    served += 1;
+                }
+            }
+            served
+        });
+    }
+    let mut total = 0;
+    while let Some(Ok(served)) = workers.join_next().await {
+        total += served;
+    }
+    println!(
+        "header requests from the window: {total} in {seconds} s = {:.0}/s (4 clients, 16 in flight each)",
+        total as f64 / seconds as f64
+    );
+    drop(idle);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    // 3. Announcement fan-out.
+    let (sender, mut arrivals) = mpsc::unbounded_channel();
+    let (listeners, _) =
+        connect_many(&enode, &chain, fanout, AnnounceType::Signed, Some(sender)).await;
+    let connected = listeners.len();
+    // Drain the announcements sent right after each handshake.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    while arrivals.try_recv().is_ok() {}
+    let mined = Instant::now();
+    anvil.mine(1).await;
+    let mut first = None;
+    let mut last = mined;
+    let mut received = 0;
+    while received < connected {
+        match tokio::time::timeout(Duration::from_secs(10), arrivals.recv()).await {
+            Ok(Some(at)) => {
+                first.get_or_insert(at);
+                last = last.max(at);
+                received += 1;
+            }
+            _ => break,
+        }
+    }
+    let first = first.unwrap_or(mined);
+    println!(
+        "fan-out: {received}/{connected} signed clients got the new head; first {:.1?} after anvil_mine (5 ms polling), all within {:.1?} of the first",
+        first.duration_since(mined),
+        last.duration_since(first),
+    );
+    drop(listeners);
+    drop(lesd);
+    let _ = std::fs::remove_dir_all(&datadir);
+}
