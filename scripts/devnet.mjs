@@ -115,6 +115,8 @@ function startChild(name, command, args, { dir, readStdout = false }) {
   const child = spawn(command, args, {
     cwd: ROOT,
     detached: true,
+    // Logs go to files, not a terminal: no colour escapes (tracing-subscriber honours NO_COLOR).
+    env: { ...process.env, NO_COLOR: '1' },
     stdio: ['ignore', readStdout ? 'pipe' : logFd, logFd],
   });
   closeSync(logFd);
