@@ -21,8 +21,9 @@ pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 1 << 24;
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Default time allowed for a browser's WebSocket handshake.
 pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-/// Default cap on WebSocket handshakes in progress; connections beyond it are dropped
-/// unanswered, which bounds what a flood of half-open connections can hold.
+/// Default cap on WebSocket handshakes (and refusals being delivered) in progress;
+/// connections beyond it are dropped unanswered, which bounds what a flood of half-open or
+/// refused connections can hold.
 pub const DEFAULT_MAX_PENDING_HANDSHAKES: usize = 256;
 /// Time a closing connection is given to complete the WebSocket closing handshake.
 pub const DEFAULT_CLOSE_GRACE: Duration = Duration::from_secs(2);
@@ -45,7 +46,8 @@ pub struct BridgeConfig {
     pub connect_timeout: Duration,
     /// Time allowed for a browser's WebSocket handshake.
     pub handshake_timeout: Duration,
-    /// WebSocket handshakes in progress at once; connections beyond it are dropped unanswered.
+    /// WebSocket handshakes (and refusals being delivered) in progress at once; connections
+    /// beyond it are dropped unanswered.
     pub max_pending_handshakes: usize,
     /// Time a closing connection is given to complete the WebSocket closing handshake.
     pub close_grace: Duration,

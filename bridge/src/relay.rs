@@ -158,7 +158,8 @@ impl Activity {
 }
 
 /// Serves one accepted TCP connection from a browser until both sides are closed.
-/// `handshake_permit` is released once the WebSocket handshake is over.
+/// `handshake_permit` is held through the WebSocket handshake and, for a refused connection,
+/// until the refusal is delivered; an admitted connection releases it.
 pub(crate) async fn handle_connection(
     tcp: TcpStream,
     peer: SocketAddr,
@@ -200,8 +201,6 @@ pub(crate) async fn handle_connection(
         },
         _ = shutdown.wait_for(|stop| *stop) => return,
     };
-    drop(handshake_permit);
-
     let admitted = slot.and_then(|slot| {
         let target = path
             .strip_prefix('/')
@@ -216,7 +215,10 @@ pub(crate) async fn handle_connection(
         }
     });
     let (slot, target) = match admitted {
-        Ok(admitted) => admitted,
+        Ok(admitted) => {
+            drop(handshake_permit);
+            admitted
+        }
         Err(cause) => {
             tracing::info!(%peer, path, reason = %cause, "refused");
             close_browser(ws, Some(cause.frame()), config.close_grace).await;

@@ -463,6 +463,30 @@ async fn a_target_that_stops_reading_stops_the_bridge_reading_the_browser() {
 }
 
 #[tokio::test]
+async fn a_silent_connection_holds_a_handshake_place_only_until_the_handshake_timeout() {
+    let echo = echo_target().await;
+    let mut config = config_allowing(&[echo]);
+    config.max_pending_handshakes = 1;
+    config.handshake_timeout = Duration::from_millis(300);
+    let bridge = Bridge::start(config).await;
+
+    // A TCP connection that never sends its handshake takes the only place.
+    let mut silent = TcpStream::connect(bridge.addr).await.expect("connect");
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let tcp = TcpStream::connect(bridge.addr).await.expect("connect");
+    let url = format!("ws://{}/{echo}", bridge.addr);
+    let refused = within("dropped handshake", tokio_tungstenite::client_async(url, tcp)).await;
+    assert!(refused.is_err(), "a connection over the handshake limit is dropped unanswered");
+
+    // After the timeout the silent one is dropped and its place is free again.
+    let mut rest = Vec::new();
+    within("silent connection dropped", silent.read_to_end(&mut rest)).await.expect("read");
+    let mut ws = connect(bridge.addr, echo).await;
+    assert_echoes(&mut ws, b"in").await;
+    bridge.stop().await;
+}
+
+#[tokio::test]
 async fn shutdown_closes_open_connections_with_going_away() {
     let echo = echo_target().await;
     let bridge = Bridge::start(config_allowing(&[echo])).await;

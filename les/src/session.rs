@@ -59,7 +59,7 @@ pub const ERROR_DECAY_PERIOD: Duration = Duration::from_secs(3600);
 
 /// The largest frame the session accepts: a LES message at its 10 MiB cap, plus its message
 /// ID, plus the worst-case snappy expansion of incompressible data (`n + n/6 + 32`).
-const MAX_FRAME_SIZE: usize = MAX_MESSAGE_SIZE + MAX_MESSAGE_SIZE / 6 + 64;
+pub const MAX_FRAME_SIZE: usize = MAX_MESSAGE_SIZE + MAX_MESSAGE_SIZE / 6 + 64;
 
 /// Bytes of handshake input buffered at most before the packet length is known and checked.
 const MAX_HANDSHAKE_BUFFER: usize = 2 + 0x0400;

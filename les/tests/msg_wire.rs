@@ -6,9 +6,9 @@ use alloy_rlp::{Encodable, Header};
 use les::msg::{
     AccountKey, Announce, AnnounceType, BlockHeaders, ContractCodes, ForkId, ForkIdError,
     ForkSchedule, GetBlockHeaders, GetTxStatus, HelperTrieRequest, KvList, LesMessage, LesVersion,
-    LocalStatus, MAINNET_GENESIS_HASH, MAX_MESSAGE_SIZE, MsgError, ProofRequest, RemoteClient,
-    RequestCost, Resume, Status, StatusError, TxLookup, TxState, TxStatusEntry, codes, keys,
-    limits,
+    LocalStatus, MAINNET_GENESIS_HASH, MAX_MESSAGE_SIZE, MsgError, ProofRequest, ProofTarget,
+    RemoteClient, RequestCost, Resume, Status, StatusError, TxLookup, TxState, TxStatusEntry,
+    codes, keys, limits,
 };
 
 const CLIENT_STATUS: [u8; 174] = hex!(
@@ -540,15 +540,27 @@ fn account_keys_of_every_geth_generation() {
     let address = Address::repeat_byte(0x42);
     let block_hash = B256::repeat_byte(1);
     let storage = ProofRequest::storage(block_hash, address, B256::with_last_byte(3));
+    // Our key forms: the address and the raw slot (see ProofRequest's docs).
     assert_eq!(storage.account, AccountKey::Address(address));
-    assert_eq!(storage.key.as_ref(), keccak256(B256::with_last_byte(3)).as_slice());
+    assert_eq!(storage.key.as_ref(), B256::with_last_byte(3).as_slice());
+    assert_eq!(
+        storage.target(),
+        Some(ProofTarget::Storage { address, slot: B256::with_last_byte(3) })
+    );
     let account = ProofRequest::account(block_hash, address);
     assert_eq!(account.account, AccountKey::AccountTrie);
-    assert_eq!(account.key.as_ref(), keccak256(address).as_slice());
+    assert_eq!(account.key.as_ref(), address.as_slice());
+    assert_eq!(account.target(), Some(ProofTarget::Account(address)));
+    let by_account_key = ProofRequest { key: Bytes::new(), ..storage.clone() };
+    assert_eq!(by_account_key.target(), Some(ProofTarget::Account(address)));
+    // geth's hashed account key names nothing we can prove.
+    let hashed_account = ProofRequest { key: keccak256(address).into(), ..account.clone() };
+    assert_eq!(hashed_account.target(), None);
 
     // geth <= v1.12.0 sends keccak256(address): understood as Hashed.
     let legacy =
         ProofRequest { account: AccountKey::Hashed(keccak256(address)), ..storage.clone() };
+    assert_eq!(legacy.target(), None);
     let request = les::msg::GetProofsV2 { request_id: 3, requests: vec![account, storage, legacy] };
     let message = LesMessage::GetProofsV2(request);
     let payload = message.encode();

@@ -33,7 +33,7 @@ use les::chain::SealedHeader;
 use les::msg::{
     AccountKey, BlockBodies, BlockHashOrNumber, BlockHeaders, ContractCodes, GetBlockBodies,
     GetBlockHeaders, GetContractCodes, GetProofsV2, GetReceipts, GetTxStatus, HelperTrieProofs,
-    LesMessage, ProofsV2, Receipts, SOFT_RESPONSE_LIMIT, SendTxV2, TxState, TxStatus,
+    LesMessage, ProofTarget, ProofsV2, Receipts, SOFT_RESPONSE_LIMIT, SendTxV2, TxState, TxStatus,
     TxStatusEntry, limits,
 };
 use std::collections::HashSet;
@@ -317,9 +317,13 @@ impl Server {
             ProofsV2 { request_id: query.request_id, buffer_value: 0, nodes: Vec::new() };
         let mut groups: Vec<ProofGroup> = Vec::new();
         for entry in &query.requests {
-            let Some((address, slot)) = proof_target(&entry.account, &entry.key) else {
-                tracing::debug!(account = ?entry.account, "unanswerable proof entry (hashed key)");
-                continue;
+            let (address, slot) = match entry.target() {
+                Some(ProofTarget::Account(address)) => (address, None),
+                Some(ProofTarget::Storage { address, slot }) => (address, Some(slot)),
+                None => {
+                    tracing::debug!(account = ?entry.account, "unanswerable proof entry (hashed key)");
+                    continue;
+                }
             };
             let group = match groups
                 .iter_mut()
@@ -480,22 +484,6 @@ struct ProofGroup {
     slots: Vec<B256>,
 }
 
-/// The account and raw slot a GetProofsV2 entry names, or `None` if it is in a form a
-/// JSON-RPC backend cannot answer (a hashed account).
-pub fn proof_target(account: &AccountKey, key: &[u8]) -> Option<(Address, Option<B256>)> {
-    match account {
-        AccountKey::AccountTrie => {
-            (key.len() == Address::len_bytes()).then(|| (Address::from_slice(key), None))
-        }
-        AccountKey::Address(address) => match key.len() {
-            0 => Some((*address, None)),
-            32 => Some((*address, Some(B256::from_slice(key)))),
-            _ => None,
-        },
-        AccountKey::Hashed(_) => None,
-    }
-}
-
 /// The EIP-2718 encoding `eth_sendRawTransaction` wants from an LES transaction item: a
 /// legacy transaction (an RLP list) as it is, a typed one unwrapped from its byte string.
 fn transaction_encoding(item: &[u8]) -> Option<Bytes> {
@@ -520,26 +508,6 @@ mod tests {
         assert_eq!(real_cost(Duration::from_micros(3), 1_000_000), 3_000);
         assert_eq!(real_cost(Duration::from_secs(1), 1_000_000), 1_000_000);
         assert_eq!(real_cost(Duration::MAX, u64::MAX), u64::MAX);
-    }
-
-    #[test]
-    fn proof_entries_are_read_as_address_and_raw_slot() {
-        let address = Address::repeat_byte(0x11);
-        let slot = B256::repeat_byte(0x22);
-        assert_eq!(
-            proof_target(&AccountKey::AccountTrie, address.as_slice()),
-            Some((address, None))
-        );
-        assert_eq!(proof_target(&AccountKey::Address(address), &[]), Some((address, None)));
-        assert_eq!(
-            proof_target(&AccountKey::Address(address), slot.as_slice()),
-            Some((address, Some(slot)))
-        );
-        // Hashed forms cannot be proved by eth_getProof.
-        let hashed = alloy_primitives::keccak256(address);
-        assert_eq!(proof_target(&AccountKey::AccountTrie, hashed.as_slice()), None);
-        assert_eq!(proof_target(&AccountKey::Hashed(hashed), slot.as_slice()), None);
-        assert_eq!(proof_target(&AccountKey::Address(address), &[1, 2, 3]), None);
     }
 
     #[test]

@@ -264,18 +264,8 @@ async fn proofs_codes_bodies_and_receipts_verify_against_the_header() {
             LesMessage::GetProofsV2(GetProofsV2 {
                 request_id,
                 requests: vec![
-                    ProofRequest {
-                        block_hash,
-                        account: AccountKey::Address(contract),
-                        key: Bytes::copy_from_slice(slot.as_slice()),
-                        from_level: 0,
-                    },
-                    ProofRequest {
-                        block_hash,
-                        account: AccountKey::AccountTrie,
-                        key: Bytes::copy_from_slice(dev1.as_slice()),
-                        from_level: 0,
-                    },
+                    ProofRequest::storage(block_hash, contract, slot),
+                    ProofRequest::account(block_hash, dev1),
                 ],
             })
         })
@@ -298,13 +288,16 @@ async fn proofs_codes_bodies_and_receipts_verify_against_the_header() {
         U256::from_str(balance.as_str().expect("hex")).expect("quantity")
     );
 
-    // A hashed storage key is the form a JSON-RPC backend cannot prove: skipped.
+    // geth's hashed account key is the form a JSON-RPC backend cannot prove: skipped.
+    let hashed_key = ProofRequest {
+        block_hash,
+        account: AccountKey::AccountTrie,
+        key: Bytes::copy_from_slice(keccak256(contract).as_slice()),
+        from_level: 0,
+    };
     let reply = client
         .request(|request_id| {
-            LesMessage::GetProofsV2(GetProofsV2 {
-                request_id,
-                requests: vec![ProofRequest::account(block_hash, contract)],
-            })
+            LesMessage::GetProofsV2(GetProofsV2 { request_id, requests: vec![hashed_key] })
         })
         .await
         .expect("reply");

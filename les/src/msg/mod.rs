@@ -34,8 +34,8 @@ pub use message::{LesMessage, Request};
 pub use requests::{
     AccountKey, BlockBodies, BlockHeaders, CodeRequest, ContractCodes, GetBlockBodies,
     GetBlockHeaders, GetContractCodes, GetHelperTrieProofs, GetProofsV2, GetReceipts, GetTxStatus,
-    HelperTrieProofs, HelperTrieRequest, ProofRequest, ProofsV2, Receipts, Resume, SendTxV2,
-    TxLookup, TxState, TxStatus, TxStatusEntry,
+    HelperTrieProofs, HelperTrieRequest, ProofRequest, ProofTarget, ProofsV2, Receipts, Resume,
+    SendTxV2, TxLookup, TxState, TxStatus, TxStatusEntry,
 };
 pub use status::{
     AnnounceType, LocalStatus, MAX_STATUS_KV_BYTES, RemoteClient, RemoteServer, RequestCost,

@@ -290,16 +290,39 @@ impl Encodable for AccountKey {
 }
 
 /// One GetProofsV2 entry: `[blockHash, accountKey, key, fromLevel]`.
+///
+/// **Our key forms** (docs/lesd.md, "wire deviation"): geth put secure-trie keys on the wire
+/// (`keccak256(address)`, `keccak256(slot)`), which only a node holding the tries can prove.
+/// Our servers answer from a JSON-RPC node, which proves by address and raw slot
+/// (`eth_getProof`), so our entries carry those: an account proof is
+/// `[blockHash, "", address(20)]` (or `[blockHash, address, ""]`), a storage proof
+/// `[blockHash, address, slot(32)]`. [`ProofRequest::target`] reads exactly these; a geth
+/// form's hashed key is never misread as one of ours except as a raw slot, whose proof then
+/// fails the client's verification (no wrong value can pass).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProofRequest {
     /// Block whose state is proved.
     pub block_hash: B256,
     /// Account trie, or the account whose storage trie is proved.
     pub account: AccountKey,
-    /// Trie key: keccak256(address) in the account trie, keccak256(slot) in a storage trie.
+    /// The address (account trie) or the raw slot (storage trie); see the type docs.
     pub key: Bytes,
     /// Nodes nearest the root to leave out (ignored by geth since v1.12.1; send 0).
     pub from_level: u64,
+}
+
+/// What a [`ProofRequest`] asks to prove, in our key forms.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProofTarget {
+    /// The account of this address.
+    Account(Address),
+    /// The account and one raw storage slot of it.
+    Storage {
+        /// The account.
+        address: Address,
+        /// The slot as `eth_getStorageAt` names it (not hashed).
+        slot: B256,
+    },
 }
 
 impl ProofRequest {
@@ -308,18 +331,33 @@ impl ProofRequest {
         Self {
             block_hash,
             account: AccountKey::AccountTrie,
-            key: Bytes::copy_from_slice(keccak256(address).as_slice()),
+            key: Bytes::copy_from_slice(address.as_slice()),
             from_level: 0,
         }
     }
 
-    /// Proof of storage `slot` of `address` in the state of `block_hash`.
+    /// Proof of storage `slot` of `address` (and of the account) in the state of `block_hash`.
     pub fn storage(block_hash: B256, address: Address, slot: B256) -> Self {
         Self {
             block_hash,
             account: AccountKey::Address(address),
-            key: Bytes::copy_from_slice(keccak256(slot).as_slice()),
+            key: Bytes::copy_from_slice(slot.as_slice()),
             from_level: 0,
+        }
+    }
+
+    /// The account and slot this entry names in our key forms, or `None` for a form that
+    /// names neither (a hashed account, a key of another length).
+    pub fn target(&self) -> Option<ProofTarget> {
+        match (&self.account, self.key.len()) {
+            (AccountKey::AccountTrie, 20) => {
+                Some(ProofTarget::Account(Address::from_slice(&self.key)))
+            }
+            (AccountKey::Address(address), 0) => Some(ProofTarget::Account(*address)),
+            (AccountKey::Address(address), 32) => {
+                Some(ProofTarget::Storage { address: *address, slot: B256::from_slice(&self.key) })
+            }
+            _ => None,
         }
     }
 

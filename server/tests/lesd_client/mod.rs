@@ -11,8 +11,12 @@ use les::session::{ClientConfig, Event, PeerInfo, Role, Session, SessionConfig};
 use les::time::Timestamp;
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
+
+/// Any byte stream a session can run over: TCP, or a WebSocket through les-bridge.
+pub trait ByteStream: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> ByteStream for T {}
 
 /// Default wait for anything the server should do promptly.
 pub const WAIT: Duration = Duration::from_secs(10);
@@ -29,7 +33,7 @@ pub struct ChainInfo {
 /// A connected, established LES client.
 pub struct LesClient {
     session: Session,
-    stream: TcpStream,
+    stream: Box<dyn ByteStream>,
     start: Instant,
     skew: Duration,
     events: VecDeque<Event>,
@@ -62,6 +66,18 @@ impl LesClient {
         let addr = enode.socket_addr().ok_or(ClientError::Timeout)?;
         let stream = TcpStream::connect(addr).await.map_err(ClientError::Io)?;
         let _ = stream.set_nodelay(true);
+        Self::establish(Box::new(stream), enode, chain, announce_type, versions).await
+    }
+
+    /// Runs the handshake with `enode` over an already open byte stream (a WebSocket to
+    /// les-bridge or to lesd --ws, say).
+    pub async fn establish(
+        stream: Box<dyn ByteStream>,
+        enode: &Enode,
+        chain: &ChainInfo,
+        announce_type: AnnounceType,
+        versions: Vec<LesVersion>,
+    ) -> Result<Self, ClientError> {
         let start = Instant::now();
         let config = SessionConfig {
             key: NodeKey::random().map_err(|_| ClientError::Timeout)?,

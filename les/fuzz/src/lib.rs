@@ -1,0 +1,2 @@
+//! Shared fixtures of the fuzz targets; see [`peer`].
+pub mod peer;
