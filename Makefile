@@ -1,5 +1,5 @@
 # The two commands a newcomer needs: `make demo` and `make test`. `make bench` measures.
-.PHONY: test demo bench fuzz
+.PHONY: test demo devnet contracts bench fuzz
 
 test:
 	bash scripts/test.sh
@@ -7,6 +7,15 @@ test:
 demo:
 	bash scripts/setup.sh
 	cargo run -p les --release --example loopback
+
+# anvil + DemoToken + tx trickle + three lesd + les-bridge + web server for www/; Ctrl-C stops
+# it. Writes target/devnet/devnet.json; options (DEVNET_*) are described in scripts/devnet.mjs.
+devnet:
+	node scripts/devnet.mjs
+
+# Recompiles contracts/ with the pinned solc into contracts/artifacts/ (commit the result).
+contracts:
+	node scripts/compile-contracts.mjs
 
 bench:
 	cargo bench -p les

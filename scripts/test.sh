@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The project's one test command (README: `make test`). Runs every test suite that exists:
 # native unit and integration tests of every workspace member (including the real-mainnet
-# vector tests, which read ../shared/vectors), the randomized decoder-robustness suite, and
-# a wasm32 build of the protocol core.
+# vector tests, which read ../shared/vectors), the randomized decoder-robustness suite,
+# the Node tests of the devnet tooling (tests/), and a wasm32 build of the protocol core.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -12,6 +12,9 @@ trap 'rm -f "$log"' EXIT
 
 echo "== native tests (workspace)"
 cargo test --workspace --locked 2>&1 | tee "$log"
+
+echo "== node tests (contract artifact, devnet)"
+node --test tests/
 
 echo "== les builds for wasm32-unknown-unknown"
 cargo build -p les --target wasm32-unknown-unknown --locked
