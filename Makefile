@@ -1,10 +1,14 @@
 # The two commands a newcomer needs: `make demo` and `make test`. `make bench` measures.
-.PHONY: test demo devnet contracts bench fuzz
+.PHONY: test demo demo-core devnet contracts bench fuzz
 
 test:
 	bash scripts/test.sh
 
-demo:
+# The local devnet (below) is the demo.
+demo: devnet
+
+# The protocol core alone: three LES servers and a ULC client over TCP in one process.
+demo-core:
 	bash scripts/setup.sh
 	cargo run -p les --release --example loopback
 
@@ -18,7 +22,9 @@ contracts:
 	node scripts/compile-contracts.mjs
 
 bench:
-	cargo bench -p les
+	cargo bench -p les --bench les_core
+	cargo bench -p les-bridge --bench relay
+	cargo bench -p lesd --bench lesd_bench
 
 # Needs a nightly toolchain and cargo-fuzz; runs each target for FUZZ_SECONDS (default 60).
 fuzz:

@@ -14,7 +14,7 @@ echo "== native tests (workspace)"
 cargo test --workspace --locked 2>&1 | tee "$log"
 
 echo "== node tests (contract artifact, devnet)"
-node --test tests/
+node --test tests/ 2>&1 | tee -a "$log"
 
 echo "== les builds for wasm32-unknown-unknown"
 cargo build -p les --target wasm32-unknown-unknown --locked
@@ -22,6 +22,8 @@ cargo build -p les --target wasm32-unknown-unknown --locked
 echo "== docs build without warnings"
 RUSTDOCFLAGS="-D warnings" cargo doc -p les --no-deps --locked
 
-# One plain closing line with the totals over every cargo test binary above.
+# One plain closing line with the totals over every cargo and node test run above.
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
+     /^# pass / { p += $3 }
+     /^# fail / { f += $3 }
      END { printf "all suites: %d passed, %d failed\n", p, f; exit (p == 0 || f > 0) }' "$log"
