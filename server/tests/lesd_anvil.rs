@@ -16,43 +16,14 @@ use les::msg::{
     GetContractCodes, GetProofsV2, GetReceipts, GetTxStatus, LesMessage, LesVersion, ProofRequest,
     SendTxV2, TxState,
 };
-use les::session::{Event, ServeOffer};
+use les::session::Event;
 use les::ulc::{Ulc, UlcConfig, UlcEvent};
-use lesd::daemon::{Daemon, DaemonConfig};
-use lesd::node::NodeConfig;
-use lesd_client::{ChainInfo, ClientError, LesClient, WAIT};
+use lesd::daemon::Daemon;
+use lesd_client::{ChainInfo, ClientError, LesClient, WAIT, start_lesd};
 use serde_json::{Value, json};
 use std::process::{Child, Command, Stdio};
 use std::str::FromStr;
 use std::time::{Duration, Instant};
-
-const POLL: Duration = Duration::from_millis(50);
-
-async fn start_lesd(anvil_url: &str) -> Daemon {
-    Daemon::start(DaemonConfig {
-        upstream: anvil_url.to_string(),
-        datadir: None,
-        key: NodeKey::random().expect("rng"),
-        listen: "127.0.0.1:0".parse().expect("addr"),
-        ws: None,
-        metrics: Some("127.0.0.1:0".parse().expect("addr")),
-        max_clients: 100,
-        poll_interval: POLL,
-    })
-    .await
-    .expect("lesd starts")
-}
-
-fn chain_info(daemon: &Daemon) -> ChainInfo {
-    let upstream = daemon.upstream();
-    let config = NodeConfig::new(
-        NodeKey::random().expect("rng"),
-        upstream.network_id(),
-        upstream.genesis(),
-        ServeOffer::ARCHIVE,
-    );
-    ChainInfo { network_id: upstream.network_id(), schedule: config.fork_schedule }
-}
 
 /// Waits until lesd has published a head at `number` or above.
 async fn wait_head(daemon: &Daemon, number: u64) {
@@ -68,7 +39,7 @@ async fn wait_head(daemon: &Daemon, number: u64) {
 async fn connect(daemon: &Daemon, announce_type: AnnounceType) -> LesClient {
     LesClient::connect(
         &daemon.enode(),
-        &chain_info(daemon),
+        &ChainInfo::of(daemon),
         announce_type,
         LesVersion::ALL.to_vec(),
     )
@@ -119,8 +90,8 @@ async fn headers(
 async fn signed_announcements_from_two_lesd_reach_a_ulc_quorum() {
     let anvil = Anvil::spawn();
     anvil.mine(3).await;
-    let first = start_lesd(anvil.url()).await;
-    let second = start_lesd(anvil.url()).await;
+    let first = start_lesd(anvil.url(), false).await;
+    let second = start_lesd(anvil.url(), false).await;
     wait_head(&first, 3).await;
     wait_head(&second, 3).await;
     let enodes = [first.enode(), second.enode()];
@@ -178,7 +149,7 @@ async fn signed_announcements_from_two_lesd_reach_a_ulc_quorum() {
 async fn headers_by_number_and_hash_equal_anvils() {
     let anvil = Anvil::spawn();
     anvil.mine(10).await;
-    let daemon = start_lesd(anvil.url()).await;
+    let daemon = start_lesd(anvil.url(), false).await;
     wait_head(&daemon, 10).await;
     let mut client = connect(&daemon, AnnounceType::Simple).await;
 
@@ -248,7 +219,7 @@ async fn proofs_codes_bodies_and_receipts_verify_against_the_header() {
     .await;
     let block_hash = b256(&transfer["blockHash"]);
     let block_number = quantity(&transfer["blockNumber"]);
-    let daemon = start_lesd(anvil.url()).await;
+    let daemon = start_lesd(anvil.url(), false).await;
     wait_head(&daemon, block_number).await;
     let mut client = connect(&daemon, AnnounceType::Simple).await;
     let header =
@@ -358,7 +329,7 @@ async fn proofs_codes_bodies_and_receipts_verify_against_the_header() {
 #[tokio::test]
 async fn a_transaction_sent_over_les_is_mined_and_reported_included() {
     let anvil = Anvil::spawn();
-    let daemon = start_lesd(anvil.url()).await;
+    let daemon = start_lesd(anvil.url(), false).await;
     wait_head(&daemon, 0).await;
     let mut client = connect(&daemon, AnnounceType::Simple).await;
 
@@ -469,7 +440,7 @@ async fn a_flooding_client_is_stopped_or_dropped_while_others_are_served() {
     let anvil = Anvil::spawn();
     // Blocks below the head are fetched from the upstream, so serving 192 takes time.
     anvil.mine(300).await;
-    let daemon = start_lesd(anvil.url()).await;
+    let daemon = start_lesd(anvil.url(), false).await;
     wait_head(&daemon, 300).await;
     let mut flooder = connect(&daemon, AnnounceType::None).await;
     let mut polite = connect(&daemon, AnnounceType::None).await;
@@ -487,7 +458,7 @@ async fn a_flooding_client_is_stopped_or_dropped_while_others_are_served() {
     // les/2 has no Stop: the overrunning client is disconnected.
     let mut old = LesClient::connect(
         &daemon.enode(),
-        &chain_info(&daemon),
+        &ChainInfo::of(&daemon),
         AnnounceType::None,
         vec![LesVersion::Les2],
     )
@@ -510,7 +481,7 @@ async fn a_reorg_is_announced_with_a_depth_covering_the_replaced_blocks() {
     anvil.mine(5).await;
     let snapshot = anvil.rpc("evm_snapshot", json!([])).await;
     anvil.mine(3).await;
-    let daemon = start_lesd(anvil.url()).await;
+    let daemon = start_lesd(anvil.url(), false).await;
     wait_head(&daemon, 8).await;
     let mut client = connect(&daemon, AnnounceType::Signed).await;
     let (first, _) = client.announcement(WAIT).await.expect("head");
@@ -564,7 +535,7 @@ async fn upstream_down_keeps_clients_and_recovers_when_it_returns() {
     let mut anvil = Anvil::spawn();
     anvil.mine(4).await;
     let port = anvil.port();
-    let daemon = start_lesd(anvil.url()).await;
+    let daemon = start_lesd(anvil.url(), false).await;
     wait_head(&daemon, 4).await;
     let mut client = connect(&daemon, AnnounceType::Simple).await;
     let known = headers(&mut client, BlockHashOrNumber::Number(0), 5, 0, false).await;
@@ -645,7 +616,7 @@ async fn upstream_down_keeps_clients_and_recovers_when_it_returns() {
 #[tokio::test]
 async fn metrics_endpoint_reports_clients_and_requests() {
     let anvil = Anvil::spawn();
-    let daemon = start_lesd(anvil.url()).await;
+    let daemon = start_lesd(anvil.url(), false).await;
     wait_head(&daemon, 0).await;
     let mut client = connect(&daemon, AnnounceType::None).await;
     headers(&mut client, BlockHashOrNumber::Number(0), 1, 0, false).await;

@@ -9,47 +9,17 @@ mod lesd_client;
 use common::Anvil;
 use futures_util::StreamExt;
 use les::chain::SealedHeader;
-use les::crypto::NodeKey;
 use les::msg::{AnnounceType, BlockHashOrNumber, GetBlockHeaders, LesMessage, LesVersion};
-use les::session::ServeOffer;
 use les::ulc::{Ulc, UlcConfig, UlcEvent};
 use les_bridge::config::BridgeConfig;
 use les_bridge::target::{AllowList, Target};
 use les_bridge::ws::WsByteStream;
-use lesd::daemon::{Daemon, DaemonConfig};
-use lesd::node::NodeConfig;
-use lesd_client::{ChainInfo, LesClient, WAIT};
+use lesd::daemon::Daemon;
+use lesd_client::{ChainInfo, LesClient, WAIT, start_lesd};
 use serde_json::json;
-use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-
-async fn start_lesd(anvil_url: &str) -> Daemon {
-    Daemon::start(DaemonConfig {
-        upstream: anvil_url.to_string(),
-        datadir: None,
-        key: NodeKey::random().expect("rng"),
-        listen: "127.0.0.1:0".parse().expect("addr"),
-        ws: Some("127.0.0.1:0".parse().expect("addr")),
-        metrics: None,
-        max_clients: 100,
-        poll_interval: Duration::from_millis(50),
-    })
-    .await
-    .expect("lesd starts")
-}
-
-fn chain_info(daemon: &Daemon) -> ChainInfo {
-    let upstream = daemon.upstream();
-    let config = NodeConfig::new(
-        NodeKey::random().expect("rng"),
-        upstream.network_id(),
-        upstream.genesis(),
-        ServeOffer::ARCHIVE,
-    );
-    ChainInfo { network_id: upstream.network_id(), schedule: config.fork_schedule }
-}
 
 /// Starts an in-process bridge allowing exactly `allowed`; returns its address.
 async fn start_bridge(allowed: &[std::net::SocketAddr]) -> std::net::SocketAddr {
@@ -69,7 +39,7 @@ async fn connect_ws(url: &str, daemon: &Daemon) -> LesClient {
     LesClient::establish(
         Box::new(WsByteStream::new(ws)),
         &daemon.enode(),
-        &chain_info(daemon),
+        &ChainInfo::of(daemon),
         AnnounceType::Signed,
         LesVersion::ALL.to_vec(),
     )
@@ -120,7 +90,7 @@ async fn check_served_chain(client: &mut LesClient, daemon: &Daemon, anvil: &Anv
 async fn lesd_through_les_bridge_and_on_its_own_websocket() {
     let anvil = Anvil::spawn();
     anvil.mine(3).await;
-    let daemon = start_lesd(anvil.url()).await;
+    let daemon = start_lesd(anvil.url(), true).await;
     let mut heads = daemon.heads();
     tokio::time::timeout(
         WAIT,

@@ -18,6 +18,42 @@ use tokio::net::TcpStream;
 pub trait ByteStream: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> ByteStream for T {}
 
+/// How often the test lesd polls anvil for a new head.
+pub const POLL: Duration = Duration::from_millis(50);
+
+/// Starts an in-process lesd in front of `anvil_url` on OS-chosen ports (TCP, and WebSocket
+/// when `ws`), with a metrics endpoint.
+pub async fn start_lesd(anvil_url: &str, ws: bool) -> lesd::daemon::Daemon {
+    let any_port = || "127.0.0.1:0".parse().expect("address");
+    lesd::daemon::Daemon::start(lesd::daemon::DaemonConfig {
+        upstream: anvil_url.to_string(),
+        datadir: None,
+        key: NodeKey::random().expect("rng"),
+        listen: any_port(),
+        ws: ws.then(any_port),
+        metrics: Some(any_port()),
+        max_clients: 100,
+        poll_interval: POLL,
+    })
+    .await
+    .expect("lesd starts")
+}
+
+impl ChainInfo {
+    /// What a client of `daemon` needs: its network ID and the fork schedule lesd derives
+    /// from the upstream's genesis.
+    pub fn of(daemon: &lesd::daemon::Daemon) -> Self {
+        let upstream = daemon.upstream();
+        let config = lesd::node::NodeConfig::new(
+            NodeKey::random().expect("rng"),
+            upstream.network_id(),
+            upstream.genesis(),
+            les::session::ServeOffer::ARCHIVE,
+        );
+        Self { network_id: upstream.network_id(), schedule: config.fork_schedule }
+    }
+}
+
 /// Default wait for anything the server should do promptly.
 pub const WAIT: Duration = Duration::from_secs(10);
 
