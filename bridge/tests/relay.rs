@@ -650,7 +650,6 @@ mod rlpx {
     use les::flow::FlowParams;
     use les::msg::{
         AnnounceType, BlockHashOrNumber, BlockHeaders, ForkSchedule, GetBlockHeaders, LesMessage,
-        LesVersion,
     };
     use les::session::{
         ClientConfig, Event, PeerInfo, Role, ServeOffer, ServerConfig, Session, SessionConfig,
@@ -679,17 +678,9 @@ mod rlpx {
     }
 
     fn session_config(role: Role) -> SessionConfig {
-        SessionConfig {
-            key: NodeKey::random().expect("randomness"),
-            client_id: "bridge-test".into(),
-            versions: LesVersion::ALL.to_vec(),
-            extra_capabilities: vec![],
-            network_id: NETWORK_ID,
-            fork_schedule: ForkSchedule::new(keccak256(b"bridge test genesis"), 0, [], []),
-            head_number: 0,
-            head_time: 0,
-            role,
-        }
+        let genesis = keccak256(b"bridge test genesis");
+        let key = NodeKey::random().expect("randomness");
+        SessionConfig::new(key, role, NETWORK_ID, ForkSchedule::new(genesis, 0, [], []))
     }
 
     fn now(start: Instant) -> Timestamp {

@@ -18,7 +18,6 @@ use les::crypto::{Enode, NodeKey};
 use les::flow::FlowParams;
 use les::msg::{
     AnnounceType, BlockHashOrNumber, BlockHeaders, ForkSchedule, GetBlockHeaders, LesMessage,
-    LesVersion,
 };
 use les::session::{ClientConfig, Event, Role, ServeOffer, ServerConfig, Session, SessionConfig};
 use les::time::Timestamp;
@@ -54,15 +53,8 @@ fn demo_chain() -> Vec<SealedHeader> {
 
 fn session_config(key: NodeKey, role: Role, name: &str) -> SessionConfig {
     SessionConfig {
-        key,
         client_id: format!("{name}/loopback-demo"),
-        versions: LesVersion::ALL.to_vec(),
-        extra_capabilities: vec![],
-        network_id: NETWORK_ID,
-        fork_schedule: schedule(),
-        head_number: 0,
-        head_time: 0,
-        role,
+        ..SessionConfig::new(key, role, NETWORK_ID, schedule())
     }
 }
 

@@ -150,6 +150,24 @@ pub struct SessionConfig {
     pub role: Role,
 }
 
+impl SessionConfig {
+    /// A configuration speaking every LES version, with no further capability, a genesis
+    /// head for the fork ID and this crate's client name; the fields are public for the rest.
+    pub fn new(key: NodeKey, role: Role, network_id: u64, fork_schedule: ForkSchedule) -> Self {
+        Self {
+            key,
+            client_id: concat!("les/v", env!("CARGO_PKG_VERSION")).to_string(),
+            versions: LesVersion::ALL.to_vec(),
+            extra_capabilities: Vec::new(),
+            network_id,
+            fork_schedule,
+            head_number: 0,
+            head_time: 0,
+            role,
+        }
+    }
+}
+
 /// Who ended a connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Initiative {

@@ -46,17 +46,7 @@ fn chain(len: u64) -> Vec<SealedHeader> {
 }
 
 fn config(key: NodeKey, role: Role, versions: Vec<LesVersion>) -> SessionConfig {
-    SessionConfig {
-        key,
-        client_id: "test/v0".into(),
-        versions,
-        extra_capabilities: vec![],
-        network_id: NETWORK_ID,
-        fork_schedule: schedule(),
-        head_number: 0,
-        head_time: 0,
-        role,
-    }
+    SessionConfig { versions, ..SessionConfig::new(key, role, NETWORK_ID, schedule()) }
 }
 
 fn client_role(announce_type: AnnounceType) -> Role {

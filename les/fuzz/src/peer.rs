@@ -133,17 +133,7 @@ fn schedule() -> ForkSchedule {
 }
 
 fn session_config(key: NodeKey, role: Role, versions: Vec<LesVersion>) -> SessionConfig {
-    SessionConfig {
-        key,
-        client_id: "fuzz/v0".into(),
-        versions,
-        extra_capabilities: vec![],
-        network_id: NETWORK_ID,
-        fork_schedule: schedule(),
-        head_number: 0,
-        head_time: 0,
-        role,
-    }
+    SessionConfig { versions, ..SessionConfig::new(key, role, NETWORK_ID, schedule()) }
 }
 
 fn server_head() -> AnnouncedHead {

@@ -115,16 +115,11 @@ impl LesClient {
         versions: Vec<LesVersion>,
     ) -> Result<Self, ClientError> {
         let start = Instant::now();
+        let key = NodeKey::random().map_err(|_| ClientError::Timeout)?;
+        let role = Role::Client(ClientConfig { announce_type, trusted: true });
         let config = SessionConfig {
-            key: NodeKey::random().map_err(|_| ClientError::Timeout)?,
-            client_id: "lesd-test-client".into(),
             versions,
-            extra_capabilities: vec![],
-            network_id: chain.network_id,
-            fork_schedule: chain.schedule.clone(),
-            head_number: 0,
-            head_time: 0,
-            role: Role::Client(ClientConfig { announce_type, trusted: true }),
+            ..SessionConfig::new(key, role, chain.network_id, chain.schedule.clone())
         };
         let session = Session::connect(config, enode.public_key, Timestamp::from_nanos(0))
             .map_err(|_| ClientError::Timeout)?;
