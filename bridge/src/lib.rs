@@ -26,6 +26,7 @@
 pub mod config;
 pub mod relay;
 mod server;
+pub mod shutdown;
 pub mod target;
 pub mod ws;
 

@@ -64,30 +64,6 @@ fn default_max_message_size() -> NonZeroUsize {
     NonZeroUsize::new(DEFAULT_MAX_MESSAGE_SIZE).unwrap_or(NonZeroUsize::MIN)
 }
 
-/// Completes on SIGINT or SIGTERM (or never, if neither can be listened for).
-async fn shutdown_signal() {
-    let interrupt = async {
-        if tokio::signal::ctrl_c().await.is_err() {
-            std::future::pending::<()>().await;
-        }
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = interrupt => tracing::info!("SIGINT received"),
-        () = terminate => tracing::info!("SIGTERM received"),
-    }
-}
-
 #[tokio::main]
 async fn main() -> ExitCode {
     tracing_subscriber::fmt()
@@ -131,10 +107,17 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let signals = match les_bridge::shutdown::ShutdownSignals::install() {
+        Ok(signals) => signals,
+        Err(error) => {
+            eprintln!("les-bridge: cannot install signal handlers: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
     let mut stdout = std::io::stdout();
     let _ = writeln!(stdout, "ws://{addr}");
     let _ = stdout.flush();
 
-    les_bridge::serve(config, listener, shutdown_signal()).await;
+    les_bridge::serve(config, listener, signals.wait()).await;
     ExitCode::SUCCESS
 }

@@ -92,26 +92,11 @@ async fn run(cli: Cli) -> Result<(), RunError> {
         poll_interval: Duration::from_millis(cli.poll_interval_ms),
     })
     .await?;
+    let signals = les_bridge::shutdown::ShutdownSignals::install().map_err(RunError::Signal)?;
     // The one line on stdout: what a supervisor (devnet, tests) reads to dial us.
     println!("{}", daemon.enode());
-    let signal = wait_for_signal().await;
+    signals.wait().await;
     tracing::info!("shutting down");
     daemon.shutdown().await;
-    signal.map_err(RunError::Signal)
-}
-
-async fn wait_for_signal() -> std::io::Result<()> {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        let mut terminate = signal(SignalKind::terminate())?;
-        tokio::select! {
-            result = tokio::signal::ctrl_c() => result,
-            _ = terminate.recv() => Ok(()),
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        tokio::signal::ctrl_c().await
-    }
+    Ok(())
 }
