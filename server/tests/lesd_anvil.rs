@@ -315,13 +315,7 @@ async fn proofs_codes_bodies_and_receipts_verify_against_the_header() {
         .expect("receipts");
     let LesMessage::Receipts(receipts) = reply else { panic!("not Receipts") };
     assert_eq!(receipts.receipts.len(), 1);
-    let mut list = Vec::new();
-    let payload: usize = receipts.receipts[0].iter().map(|r| r.len()).sum();
-    alloy_rlp::Header { list: true, payload_length: payload }.encode(&mut list);
-    for receipt in &receipts.receipts[0] {
-        list.extend_from_slice(receipt);
-    }
-    let block_receipts = BlockReceipts::decode(&list).expect("receipts decode");
+    let block_receipts = BlockReceipts::from_items(&receipts.receipts[0]).expect("receipts decode");
     block_receipts.verify(header.header()).expect("receipts root matches");
     daemon.shutdown().await;
 }

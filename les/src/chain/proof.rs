@@ -130,10 +130,20 @@ impl NodeSet {
     /// Proves the value stored under `key` in the trie with root `root`: `Some(leaf value)` if
     /// present, `None` if the proof shows the key absent.
     pub fn get(&mut self, root: B256, key: B256) -> Result<Option<Vec<u8>>, ProofError> {
+        self.get_with_proof(root, key).map(|(_, value)| value)
+    }
+
+    /// As [`NodeSet::get`], also returning the proof in EIP-1186 order (the hashed nodes on
+    /// the key's path, root first), which is what `eth_getProof` answers with.
+    pub fn get_with_proof(
+        &mut self,
+        root: B256,
+        key: B256,
+    ) -> Result<(Vec<Bytes>, Option<Vec<u8>>), ProofError> {
         let (path, value) = self.walk(root, key)?;
         verify_proof(root, Nibbles::unpack(key), value.clone(), &path)
             .map_err(ProofError::Rejected)?;
-        Ok(value)
+        Ok((path, value))
     }
 
     /// Proves an account in the state trie; `None` means the account does not exist.
@@ -149,6 +159,26 @@ impl NodeSet {
     pub fn storage(&mut self, storage_root: B256, slot: &B256) -> Result<U256, ProofError> {
         self.get(storage_root, storage_key(slot))?
             .map_or(Ok(U256::ZERO), |leaf| decode_storage_value(&leaf))
+    }
+
+    /// As [`NodeSet::account`], with the account's proof in EIP-1186 order.
+    pub fn account_with_proof(
+        &mut self,
+        state_root: B256,
+        address: &Address,
+    ) -> Result<(Option<TrieAccount>, Vec<Bytes>), ProofError> {
+        let (path, leaf) = self.get_with_proof(state_root, account_key(address))?;
+        Ok((leaf.map(|leaf| decode_account(&leaf)).transpose()?, path))
+    }
+
+    /// As [`NodeSet::storage`], with the slot's proof in EIP-1186 order.
+    pub fn storage_with_proof(
+        &mut self,
+        storage_root: B256,
+        slot: &B256,
+    ) -> Result<(U256, Vec<Bytes>), ProofError> {
+        let (path, leaf) = self.get_with_proof(storage_root, storage_key(slot))?;
+        Ok((leaf.map_or(Ok(U256::ZERO), |leaf| decode_storage_value(&leaf))?, path))
     }
 
     /// Ends verification of a reply: every node in the set must have been on some proven path.

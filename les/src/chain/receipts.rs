@@ -32,6 +32,18 @@ impl BlockReceipts {
         Ok(Self { receipts, receipts_root })
     }
 
+    /// Decodes one block's receipts as a LES `Receipts` reply holds them (each receipt's
+    /// RLP item as received), joining exactly those bytes into the list that is hashed.
+    pub fn from_items(items: &[alloy_primitives::Bytes]) -> Result<Self, ReceiptsError> {
+        let payload_length = items.iter().map(|item| item.len()).sum();
+        let mut list = Vec::with_capacity(payload_length + 9);
+        alloy_rlp::Header { list: true, payload_length }.encode(&mut list);
+        for item in items {
+            list.extend_from_slice(item);
+        }
+        Self::decode(&list)
+    }
+
     /// Checks the receipts against a trusted header's `receiptsRoot`.
     pub fn verify(&self, header: &Header) -> Result<(), ReceiptsError> {
         Ok(RootMismatch::check(Commitment::ReceiptsRoot, header.receipts_root, self.receipts_root)?)

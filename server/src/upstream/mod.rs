@@ -505,14 +505,8 @@ impl Upstream {
                 Bytes::from(alloy_rlp::encode(&envelope))
             })
             .collect();
-        // Verify exactly the bytes that will be served: the items joined into one list.
-        let payload_length = items.iter().map(|item| item.len()).sum();
-        let mut list = Vec::with_capacity(payload_length + 9);
-        alloy_rlp::Header { list: true, payload_length }.encode(&mut list);
-        for item in &items {
-            list.extend_from_slice(item);
-        }
-        BlockReceipts::decode(&list)
+        // Verify exactly the bytes that will be served.
+        BlockReceipts::from_items(&items)
             .and_then(|receipts| receipts.verify(header.header()))
             .map_err(|error| UpstreamError::mismatch(block, DataMismatch::Receipts(error)))?;
         let stored = items.clone();
