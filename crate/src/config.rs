@@ -1,0 +1,166 @@
+//! The client's configuration as a dapp gives it to `createProvider`: the chain, the trusted
+//! servers with their bridge URLs, the ULC fraction and where state is kept.
+
+use alloy_primitives::B256;
+use les::crypto::{Enode, NodeId};
+use les::msg::{ForkSchedule, MAINNET_GENESIS_HASH, MAINNET_NETWORK_ID};
+use les::ulc::{UlcConfig, UlcConfigError};
+use serde::Deserialize;
+
+/// The ULC fraction used when the configuration names none (design §3).
+pub const DEFAULT_FRACTION: u32 = 75;
+
+/// One LES server: its enode URL (the public key is the trust anchor) and how to reach it.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSpec {
+    /// `enode://<128 hex public key>@host:port`.
+    pub enode: String,
+    /// `ws://bridge/host:port` (browser) or empty for a direct TCP connection (native only).
+    #[serde(default)]
+    pub bridge: Option<String>,
+    /// Whether the server counts towards the ULC quorum (default: yes). Untrusted servers
+    /// only serve data, which is verified like any other.
+    #[serde(default = "yes")]
+    pub trusted: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// Where the client keeps its state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StorageKind {
+    /// IndexedDB (browser default): a reload resumes from the last accepted head.
+    #[default]
+    Indexeddb,
+    /// Nothing survives the page.
+    Memory,
+}
+
+/// The configuration as JSON: `{chainId, genesisHash?, servers: [{enode, bridge}], fraction?,
+/// storage?}`. `genesisHash` may be left out for mainnet (chain ID 1).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ClientConfig {
+    /// EIP-155 chain ID; also the LES network ID.
+    pub chain_id: u64,
+    /// Genesis block hash (Status must match it).
+    #[serde(default)]
+    pub genesis_hash: Option<B256>,
+    /// The servers to connect to.
+    pub servers: Vec<ServerSpec>,
+    /// ULC fraction in percent (clamped to 1..=100).
+    #[serde(default = "default_fraction")]
+    pub fraction: u32,
+    /// Storage backend.
+    #[serde(default)]
+    pub storage: StorageKind,
+}
+
+fn default_fraction() -> u32 {
+    DEFAULT_FRACTION
+}
+
+/// A configuration that cannot be used, with what is wrong.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// Not JSON of the expected shape.
+    #[error("configuration: {0}")]
+    Json(#[from] serde_json::Error),
+    /// An enode URL did not parse.
+    #[error("server {index}: {source}")]
+    Enode {
+        /// Position in `servers`.
+        index: usize,
+        /// What was wrong.
+        #[source]
+        source: les::crypto::EnodeError,
+    },
+    /// No trusted server, or another ULC configuration problem.
+    #[error("ULC: {0}")]
+    Ulc(#[from] UlcConfigError),
+    /// A chain other than mainnet needs its genesis hash.
+    #[error("chain {chain_id} needs genesisHash")]
+    MissingGenesis {
+        /// The configured chain.
+        chain_id: u64,
+    },
+    /// No servers at all.
+    #[error("no servers configured")]
+    NoServers,
+}
+
+/// A server with its parsed enode.
+#[derive(Debug, Clone)]
+pub struct Server {
+    /// As configured.
+    pub spec: ServerSpec,
+    /// The parsed enode URL.
+    pub enode: Enode,
+}
+
+impl Server {
+    /// keccak256 of the server's public key.
+    pub fn node_id(&self) -> NodeId {
+        self.enode.node_id()
+    }
+}
+
+/// A checked configuration, ready for the client core.
+#[derive(Debug, Clone)]
+pub struct ResolvedConfig {
+    /// Chain and network ID.
+    pub chain_id: u64,
+    /// Genesis hash and fork schedule for Status.
+    pub fork_schedule: ForkSchedule,
+    /// Every server, in configuration order.
+    pub servers: Vec<Server>,
+    /// The trusted set and fraction.
+    pub ulc: UlcConfig,
+    /// Storage backend.
+    pub storage: StorageKind,
+}
+
+impl ClientConfig {
+    /// Parses the JSON form.
+    pub fn from_json(text: &str) -> Result<Self, ConfigError> {
+        Ok(serde_json::from_str(text)?)
+    }
+
+    /// Checks the configuration and parses what it names.
+    pub fn resolve(&self) -> Result<ResolvedConfig, ConfigError> {
+        if self.servers.is_empty() {
+            return Err(ConfigError::NoServers);
+        }
+        let servers = self
+            .servers
+            .iter()
+            .enumerate()
+            .map(|(index, spec)| {
+                let enode: Enode =
+                    spec.enode.parse().map_err(|source| ConfigError::Enode { index, source })?;
+                Ok(Server { spec: spec.clone(), enode })
+            })
+            .collect::<Result<Vec<_>, ConfigError>>()?;
+        let fork_schedule = match self.genesis_hash {
+            Some(hash) if hash == MAINNET_GENESIS_HASH => ForkSchedule::mainnet(),
+            // Our devnets (anvil) activate every fork at genesis, as lesd assumes for them.
+            Some(hash) => ForkSchedule::new(hash, 0, [], []),
+            None if self.chain_id == MAINNET_NETWORK_ID => ForkSchedule::mainnet(),
+            None => return Err(ConfigError::MissingGenesis { chain_id: self.chain_id }),
+        };
+        let trusted: Vec<NodeId> =
+            servers.iter().filter(|s| s.spec.trusted).map(Server::node_id).collect();
+        let ulc = UlcConfig::new(trusted, self.fraction)?;
+        Ok(ResolvedConfig {
+            chain_id: self.chain_id,
+            fork_schedule,
+            servers,
+            ulc,
+            storage: self.storage,
+        })
+    }
+}
