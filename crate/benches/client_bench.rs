@@ -1,0 +1,172 @@
+//! Client benchmarks on loopback (`cargo bench -p ulc --bench client_bench`): a real anvil,
+//! three real lesd, the client core with its EIP-1193 provider over TCP. Prints the median,
+//! min and max of repeated runs for:
+//! - cold start (empty store) to the first quorum-accepted head, and warm start (restored
+//!   store) to the first head confirmed by a fresh quorum;
+//! - per-method latency of provider requests (eth_chainId, eth_blockNumber, eth_getBalance,
+//!   eth_getBlockByNumber, eth_getCode, eth_getStorageAt, eth_getTransactionReceipt);
+//! - idle network bytes with three servers, over `ULC_BENCH_IDLE_SECS` (default 60),
+//!   extrapolated to an hour.
+//!
+//! Not timed tests: nothing here asserts a figure.
+
+#[path = "../../server/tests/common/mod.rs"]
+#[allow(dead_code)]
+mod common;
+
+use alloy_primitives::B256;
+use common::{Anvil, DEV_ADDRESS_0};
+use les::crypto::NodeKey;
+use serde_json::{Value, json};
+use std::rc::Rc;
+use std::str::FromStr;
+use std::time::{Duration, Instant};
+use ulc::chain::Chain;
+use ulc::client::Client;
+use ulc::config::{ClientConfig, ServerSpec, StorageKind};
+use ulc::native::{NativeTransport, TokioRuntime};
+use ulc::provider::Provider;
+use ulc::store::MemoryStore;
+
+const STARTS: usize = 7;
+const REQUESTS: usize = 50;
+
+type NativeClient = Client<NativeTransport, MemoryStore, TokioRuntime>;
+
+fn main() {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    tokio::task::LocalSet::new().block_on(&runtime, bench());
+}
+
+async fn bench() {
+    let anvil = Anvil::with_block_time(2);
+    let mut servers = Vec::new();
+    for _ in 0..3 {
+        servers.push(start_lesd(anvil.url()).await);
+    }
+    let genesis = anvil.rpc("eth_getBlockByNumber", json!(["0x0", false])).await;
+    let genesis = B256::from_str(genesis["hash"].as_str().expect("hash")).expect("genesis");
+    let config = ClientConfig {
+        chain_id: common::ANVIL_CHAIN_ID,
+        genesis_hash: Some(genesis),
+        servers: servers
+            .iter()
+            .map(|d| ServerSpec { enode: d.enode().to_string(), bridge: None, trusted: true })
+            .collect(),
+        fraction: 75,
+        storage: StorageKind::Memory,
+    };
+    println!("ulc client bench: anvil (2 s blocks) + 3 lesd on 127.0.0.1, fraction 75 % (3 of 3)");
+
+    let mut cold = Vec::new();
+    let mut warm = Vec::new();
+    for _ in 0..STARTS {
+        let store = MemoryStore::new();
+        let started = Instant::now();
+        let client = start(&config, store.clone()).await;
+        client.head().await.expect("cold head");
+        cold.push(started.elapsed());
+        client.stop();
+        drop(client);
+        let started = Instant::now();
+        let client = start(&config, store).await;
+        loop {
+            if client.head().await.is_ok_and(|head| !head.stale) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        warm.push(started.elapsed());
+        client.stop();
+    }
+    report("cold start to first quorum head", &cold);
+    report("warm start to a fresh quorum head (waits for the next block)", &warm);
+
+    let client = start(&config, MemoryStore::new()).await;
+    client.head().await.expect("head");
+    let provider = Provider::new(client.clone());
+    let contract = "0x4242424242424242424242424242424242424242";
+    anvil.rpc("anvil_setCode", json!([contract, "0x6001600055"])).await;
+    anvil.rpc("anvil_setStorageAt", json!([contract, format!("{}", B256::ZERO), format!("{}", B256::with_last_byte(1))])).await;
+    let tx = anvil
+        .rpc("eth_sendTransaction", json!([{"from": DEV_ADDRESS_0, "to": contract, "value": "0x1"}]))
+        .await;
+    anvil.mine(1).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let calls: Vec<(&str, Value)> = vec![
+        ("eth_chainId", json!([])),
+        ("eth_blockNumber", json!([])),
+        ("eth_getBalance", json!([DEV_ADDRESS_0, "latest"])),
+        ("eth_getBlockByNumber", json!(["latest", false])),
+        ("eth_getBlockByNumber (full txs)", json!(["latest", true])),
+        ("eth_getCode", json!([contract, "latest"])),
+        ("eth_getStorageAt", json!([contract, "0x0", "latest"])),
+        ("eth_getTransactionReceipt", json!([tx])),
+    ];
+    for (name, params) in calls {
+        let method = name.split(' ').next().unwrap_or(name);
+        let mut samples = Vec::new();
+        for _ in 0..REQUESTS {
+            let started = Instant::now();
+            let result = provider.request(method, params.clone()).await;
+            samples.push(started.elapsed());
+            if let Err(error) = result {
+                panic!("{name}: {error:?}");
+            }
+        }
+        report(name, &samples);
+    }
+
+    let idle_secs: u64 = std::env::var("ULC_BENCH_IDLE_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(60);
+    let before = client.metrics();
+    tokio::time::sleep(Duration::from_secs(idle_secs)).await;
+    let after = client.metrics();
+    let delta = |key: &str| after[key].as_u64().unwrap_or(0) - before[key].as_u64().unwrap_or(0);
+    let per_hour = |bytes: u64| bytes as f64 * 3600.0 / idle_secs as f64;
+    println!(
+        "idle {idle_secs} s, 3 servers (a block every 2 s): in {} B, out {} B; per hour (extrapolated): in {:.0} KiB, out {:.0} KiB",
+        delta("bytesIn"),
+        delta("bytesOut"),
+        per_hour(delta("bytesIn")) / 1024.0,
+        per_hour(delta("bytesOut")) / 1024.0
+    );
+    client.stop();
+    for server in servers {
+        server.shutdown().await;
+    }
+}
+
+async fn start(config: &ClientConfig, store: MemoryStore) -> Rc<NativeClient> {
+    Client::start(config.resolve().expect("config"), NativeTransport, store, TokioRuntime::new())
+        .await
+        .expect("client")
+}
+
+async fn start_lesd(anvil_url: &str) -> lesd::daemon::Daemon {
+    let any_port = || "127.0.0.1:0".parse().expect("address");
+    lesd::daemon::Daemon::start(lesd::daemon::DaemonConfig {
+        upstream: anvil_url.to_string(),
+        datadir: None,
+        key: NodeKey::random().expect("rng"),
+        listen: any_port(),
+        ws: None,
+        metrics: None,
+        max_clients: 100,
+        poll_interval: Duration::from_millis(50),
+    })
+    .await
+    .expect("lesd starts")
+}
+
+fn report(name: &str, samples: &[Duration]) {
+    let mut sorted: Vec<Duration> = samples.to_vec();
+    sorted.sort();
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    println!(
+        "{name:<62} median {:>9.3} ms  min {:>9.3} ms  max {:>9.3} ms  (n={})",
+        ms(sorted[sorted.len() / 2]),
+        ms(sorted[0]),
+        ms(sorted[sorted.len() - 1]),
+        sorted.len()
+    );
+}

@@ -1,0 +1,211 @@
+//! The EIP-1193 provider over the client core, against three real lesd in front of a real
+//! anvil: every answer must equal what anvil itself returns for the same request (field by
+//! field, for every field the provider sends), and bad requests get their EIP-1474 /
+//! EIP-1193 error codes.
+
+mod support;
+
+use alloy_consensus::{SignableTransaction, TxEip1559};
+use alloy_eips::eip2718::Encodable2718;
+use alloy_primitives::{Address, Signature, TxKind, U256};
+use les::crypto::NodeKey;
+use serde_json::{Value, json};
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::str::FromStr;
+use std::time::Instant;
+use support::common::{self, DEV_ADDRESS_0, DEV_ADDRESS_1, DEV_KEY_0, quantity};
+use support::{Devnet, WAIT, run, start_client};
+use ulc::chain::Chain;
+use ulc::provider::{Provider, ProviderNotice};
+use ulc::store::MemoryStore;
+
+/// Every field of `ours` must be in `theirs` with the same value (hex compared without
+/// case), recursively.
+///
+/// Except a block's `size`: anvil leaves the (empty) withdrawals list out of the RLP it
+/// measures, one byte less than the block's real encoding, which mainnet's recorded sizes
+/// confirm (the provider's unit tests check `size` against them).
+fn assert_same(path: &str, ours: &Value, theirs: &Value) {
+    match (ours, theirs) {
+        (Value::Object(a), Value::Object(b)) => {
+            for (key, value) in a {
+                if key == "size" && a.contains_key("withdrawalsRoot") {
+                    continue;
+                }
+                let other = b.get(key).unwrap_or_else(|| panic!("{path}.{key}: anvil has no such field (ours: {value})"));
+                assert_same(&format!("{path}.{key}"), value, other);
+            }
+        }
+        (Value::Array(a), Value::Array(b)) => {
+            assert_eq!(a.len(), b.len(), "{path}: lengths differ");
+            for (index, (x, y)) in a.iter().zip(b).enumerate() {
+                assert_same(&format!("{path}[{index}]"), x, y);
+            }
+        }
+        (Value::String(a), Value::String(b)) => assert_eq!(a.to_lowercase(), b.to_lowercase(), "{path}"),
+        _ => assert_eq!(ours, theirs, "{path}"),
+    }
+}
+
+fn signed_transfer(nonce: u64, value: u64) -> String {
+    let tx = TxEip1559 {
+        chain_id: common::ANVIL_CHAIN_ID,
+        nonce,
+        gas_limit: 21_000,
+        max_fee_per_gas: 10_000_000_000,
+        max_priority_fee_per_gas: 1_000_000_000,
+        to: TxKind::Call(Address::from_str(DEV_ADDRESS_1).expect("address")),
+        value: U256::from(value),
+        ..Default::default()
+    };
+    let key = NodeKey::from_bytes(&DEV_KEY_0).expect("dev key");
+    let sig = key.sign_prehash(&tx.signature_hash());
+    let signature = Signature::new(U256::from_be_slice(&sig[..32]), U256::from_be_slice(&sig[32..64]), sig[64] == 1);
+    format!("0x{}", alloy_primitives::hex::encode(tx.into_signed(signature).encoded_2718()))
+}
+
+#[test]
+fn provider_answers_equal_anvil() {
+    run(async {
+        let devnet = Devnet::start(3).await;
+        let client = start_client(&devnet.config(75), MemoryStore::new()).await;
+        let provider = Provider::new(client.clone());
+        let notices: Rc<RefCell<Vec<ProviderNotice>>> = Rc::default();
+        let sink = notices.clone();
+        provider.set_notifier(Box::new(move |notice| sink.borrow_mut().push(notice)));
+        let pump = {
+            let provider = provider.clone();
+            let mut events = client.events();
+            tokio::task::spawn_local(async move {
+                use futures_util::StreamExt;
+                while let Some(event) = events.next().await {
+                    provider.handle_event(&event);
+                }
+            })
+        };
+        let ask = |method: &'static str, params: Value| {
+            let provider = provider.clone();
+            async move { provider.request(method, params).await.unwrap_or_else(|e| panic!("{method}: {e:?}")) }
+        };
+
+        assert_eq!(ask("eth_chainId", json!([])).await, json!("0x7a69"));
+        assert_eq!(ask("net_version", json!([])).await, json!("31337"));
+        let subscription = ask("eth_subscribe", json!(["newHeads"])).await;
+
+        // A transaction from the provider, mined by anvil.
+        let nonce = quantity(&devnet.anvil.rpc("eth_getTransactionCount", json!([DEV_ADDRESS_0, "latest"])).await);
+        let raw = signed_transfer(nonce, 777);
+        let tx_hash = ask("eth_sendRawTransaction", json!([raw])).await;
+        let anvil_receipt = loop {
+            let receipt = devnet.anvil.rpc("eth_getTransactionReceipt", json!([tx_hash])).await;
+            if !receipt.is_null() {
+                break receipt;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        };
+        let block_number = quantity(&anvil_receipt["blockNumber"]);
+        let deadline = Instant::now() + WAIT;
+        while quantity(&ask("eth_blockNumber", json!([])).await) < block_number + 1 {
+            assert!(Instant::now() < deadline, "head never passed the transaction's block");
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        let tag = format!("{block_number:#x}");
+
+        // Receipts and transactions.
+        let receipt = ask("eth_getTransactionReceipt", json!([tx_hash])).await;
+        assert_same("receipt", &receipt, &anvil_receipt);
+        let tx = ask("eth_getTransactionByHash", json!([tx_hash])).await;
+        assert_same("transaction", &tx, &devnet.anvil.rpc("eth_getTransactionByHash", json!([tx_hash])).await);
+        let unknown = format!("0x{}", "ab".repeat(32));
+        assert_eq!(ask("eth_getTransactionReceipt", json!([unknown])).await, Value::Null);
+        assert_eq!(ask("eth_getTransactionByHash", json!([unknown])).await, Value::Null);
+        let receipts = ask("eth_getBlockReceipts", json!([tag])).await;
+        assert_same("blockReceipts", &receipts, &devnet.anvil.rpc("eth_getBlockReceipts", json!([tag])).await);
+
+        // Blocks, with hashes and with full transactions, by number and by hash.
+        for full in [false, true] {
+            let ours = ask("eth_getBlockByNumber", json!([tag, full])).await;
+            let theirs = devnet.anvil.rpc("eth_getBlockByNumber", json!([tag, full])).await;
+            assert_same("block", &ours, &theirs);
+            let by_hash = ask("eth_getBlockByHash", json!([theirs["hash"], full])).await;
+            assert_same("blockByHash", &by_hash, &theirs);
+        }
+        assert_eq!(ask("eth_getBlockByNumber", json!(["0xffffff", false])).await, Value::Null);
+        let earliest = ask("eth_getBlockByNumber", json!(["earliest", false])).await;
+        assert_eq!(earliest["hash"], json!(format!("{:#x}", devnet.genesis)));
+        let eip1898 = ask("eth_getBalance", json!([DEV_ADDRESS_1, {"blockHash": receipt["blockHash"], "requireCanonical": true}])).await;
+        assert_eq!(eip1898, devnet.anvil.rpc("eth_getBalance", json!([DEV_ADDRESS_1, tag])).await);
+
+        // State at that block, and a contract's code and storage at the head.
+        for (method, params) in [
+            ("eth_getBalance", json!([DEV_ADDRESS_0, tag])),
+            ("eth_getBalance", json!([DEV_ADDRESS_1, tag])),
+            ("eth_getBalance", json!(["0x00000000000000000000000000000000000000ee", tag])),
+            ("eth_getTransactionCount", json!([DEV_ADDRESS_0, tag])),
+            ("eth_getCode", json!([DEV_ADDRESS_0, tag])),
+            ("eth_getProof", json!([DEV_ADDRESS_0, [], tag])),
+        ] {
+            let ours = ask(method, params.clone()).await;
+            assert_same(method, &ours, &devnet.anvil.rpc(method, params).await);
+        }
+        let contract = "0x4242424242424242424242424242424242424242";
+        devnet.anvil.rpc("anvil_setCode", json!([contract, "0x600160005500"])).await;
+        devnet.anvil.rpc("anvil_setStorageAt", json!([contract, "0x0", format!("0x{:064x}", 0x1234)])).await;
+        devnet.anvil.mine(1).await;
+        let target = quantity(&devnet.anvil.rpc("eth_blockNumber", json!([])).await);
+        let deadline = Instant::now() + WAIT;
+        while quantity(&ask("eth_blockNumber", json!([])).await) < target {
+            assert!(Instant::now() < deadline, "head never reached {target}");
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        let at = format!("{target:#x}");
+        for (method, params) in [
+            ("eth_getCode", json!([contract, at])),
+            ("eth_getStorageAt", json!([contract, "0x0", at])),
+            ("eth_getStorageAt", json!([contract, "0x1", at])),
+            ("eth_getProof", json!([contract, [format!("0x{:064x}", 0), format!("0x{:064x}", 1)], at])),
+        ] {
+            let ours = ask(method, params.clone()).await;
+            assert_same(method, &ours, &devnet.anvil.rpc(method, params).await);
+        }
+
+        // Errors: EIP-1193 and EIP-1474 codes.
+        for (method, params, code) in [
+            ("eth_requestAccounts", json!([]), 4100),
+            ("eth_sendTransaction", json!([{}]), 4100),
+            ("eth_noSuchMethod", json!([]), 4200),
+            ("eth_fillTransaction", json!([{}]), -32601),
+            ("eth_getBalance", json!(["0x1234", "latest"]), -32602),
+            ("eth_getBalance", json!([DEV_ADDRESS_0, "0x01"]), -32602),
+            ("eth_sendRawTransaction", json!(["0xdeadbeef"]), -32602),
+        ] {
+            let error = provider.request(method, params).await.expect_err(method);
+            assert_eq!(error.code, code, "{method}: {error:?}");
+        }
+        assert_eq!(ask("eth_accounts", json!([])).await, json!([]));
+        let envelope: Value = serde_json::from_str(&provider.request_json("{not json").await).expect("JSON");
+        assert_eq!(envelope["error"]["code"], -32700);
+
+        // The subscription delivered verified new heads, and the provider said connect.
+        assert!(ask("eth_unsubscribe", json!([subscription])).await == json!(true));
+        let notices = notices.borrow();
+        assert!(notices.iter().any(|n| matches!(n, ProviderNotice::Connect { chain_id } if chain_id == "0x7a69")));
+        let heads: Vec<&Value> = notices
+            .iter()
+            .filter_map(|n| match n {
+                ProviderNotice::Message { subscription: id, result } if json!(id) == subscription => Some(result),
+                _ => None,
+            })
+            .collect();
+        assert!(!heads.is_empty(), "newHeads notifications arrived");
+        for head in heads {
+            let number = head["number"].as_str().expect("number").to_string();
+            let theirs = devnet.anvil.rpc("eth_getBlockByNumber", json!([number, false])).await;
+            assert_eq!(head["hash"], theirs["hash"]);
+        }
+        pump.abort();
+        client.stop();
+        devnet.shutdown().await;
+    });
+}
