@@ -34,7 +34,8 @@ const REQUESTS: usize = 50;
 type NativeClient = Client<NativeTransport, MemoryStore, TokioRuntime>;
 
 fn main() {
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    let runtime =
+        tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
     tokio::task::LocalSet::new().block_on(&runtime, bench());
 }
 
@@ -87,9 +88,17 @@ async fn bench() {
     let provider = Provider::new(client.clone());
     let contract = "0x4242424242424242424242424242424242424242";
     anvil.rpc("anvil_setCode", json!([contract, "0x6001600055"])).await;
-    anvil.rpc("anvil_setStorageAt", json!([contract, format!("{}", B256::ZERO), format!("{}", B256::with_last_byte(1))])).await;
+    anvil
+        .rpc(
+            "anvil_setStorageAt",
+            json!([contract, format!("{}", B256::ZERO), format!("{}", B256::with_last_byte(1))]),
+        )
+        .await;
     let tx = anvil
-        .rpc("eth_sendTransaction", json!([{"from": DEV_ADDRESS_0, "to": contract, "value": "0x1"}]))
+        .rpc(
+            "eth_sendTransaction",
+            json!([{"from": DEV_ADDRESS_0, "to": contract, "value": "0x1"}]),
+        )
         .await;
     anvil.mine(1).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -117,7 +126,8 @@ async fn bench() {
         report(name, &samples);
     }
 
-    let idle_secs: u64 = std::env::var("ULC_BENCH_IDLE_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(60);
+    let idle_secs: u64 =
+        std::env::var("ULC_BENCH_IDLE_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(60);
     let before = client.metrics();
     tokio::time::sleep(Duration::from_secs(idle_secs)).await;
     let after = client.metrics();

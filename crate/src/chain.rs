@@ -86,7 +86,7 @@ pub enum ClientEvent {
         reason: String,
     },
     /// A new head was accepted (once per head, in order of acceptance).
-    NewHead(SealedHeader),
+    NewHead(Box<SealedHeader>),
     /// Trusted servers signed different hashes at one height; the head stays where it was.
     Disagreement {
         /// The contested height.
@@ -117,7 +117,12 @@ pub trait Chain: 'static {
     /// The receipts of `header`, verified against its receipts root.
     fn receipts(&self, header: &SealedHeader) -> ChainFuture<BlockReceipts>;
     /// `address` and its storage `slots` in the state of `header`, proven.
-    fn account(&self, header: &SealedHeader, address: Address, slots: Vec<B256>) -> ChainFuture<AccountState>;
+    fn account(
+        &self,
+        header: &SealedHeader,
+        address: Address,
+        slots: Vec<B256>,
+    ) -> ChainFuture<AccountState>;
     /// The code of an account whose (proven) code hash is `code_hash`, checked against it.
     fn code(&self, header: &SealedHeader, address: Address, code_hash: B256) -> ChainFuture<Bytes>;
     /// Sends a signed transaction to at least two servers (or all, if fewer); resolves with

@@ -78,7 +78,11 @@ pub enum StoreError {
 /// The client's persistent key-value store.
 pub trait Store: 'static {
     /// The value under `key`, if any.
-    fn get(&self, table: Table, key: &str) -> LocalBoxFuture<'static, Result<Option<Vec<u8>>, StoreError>>;
+    fn get(
+        &self,
+        table: Table,
+        key: &str,
+    ) -> LocalBoxFuture<'static, Result<Option<Vec<u8>>, StoreError>>;
     /// Every key of `table`, in ascending order.
     fn keys(&self, table: Table) -> LocalBoxFuture<'static, Result<Vec<String>, StoreError>>;
     /// Applies every write or none (one IndexedDB transaction).
@@ -88,8 +92,10 @@ pub trait Store: 'static {
 /// A store in memory: nothing survives the process (or the page).
 #[derive(Debug, Clone, Default)]
 pub struct MemoryStore {
-    tables: Rc<RefCell<BTreeMap<(Table, String), Vec<u8>>>>,
+    tables: Rc<RefCell<Tables>>,
 }
+
+type Tables = BTreeMap<(Table, String), Vec<u8>>;
 
 impl MemoryStore {
     /// An empty store.
@@ -99,7 +105,11 @@ impl MemoryStore {
 }
 
 impl Store for MemoryStore {
-    fn get(&self, table: Table, key: &str) -> LocalBoxFuture<'static, Result<Option<Vec<u8>>, StoreError>> {
+    fn get(
+        &self,
+        table: Table,
+        key: &str,
+    ) -> LocalBoxFuture<'static, Result<Option<Vec<u8>>, StoreError>> {
         let value = self.tables.borrow().get(&(table, key.to_string())).cloned();
         Box::pin(async move { Ok(value) })
     }

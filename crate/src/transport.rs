@@ -37,7 +37,10 @@ pub trait Transport: 'static {
     /// One open byte stream.
     type Connection: Connection;
     /// Opens a stream to `server`.
-    fn connect(&self, server: &Server) -> LocalBoxFuture<'static, Result<Self::Connection, TransportError>>;
+    fn connect(
+        &self,
+        server: &Server,
+    ) -> LocalBoxFuture<'static, Result<Self::Connection, TransportError>>;
 }
 
 /// An open byte stream to one server.

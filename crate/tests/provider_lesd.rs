@@ -33,7 +33,9 @@ fn assert_same(path: &str, ours: &Value, theirs: &Value) {
                 if key == "size" && a.contains_key("withdrawalsRoot") {
                     continue;
                 }
-                let other = b.get(key).unwrap_or_else(|| panic!("{path}.{key}: anvil has no such field (ours: {value})"));
+                let other = b.get(key).unwrap_or_else(|| {
+                    panic!("{path}.{key}: anvil has no such field (ours: {value})")
+                });
                 assert_same(&format!("{path}.{key}"), value, other);
             }
         }
@@ -43,7 +45,9 @@ fn assert_same(path: &str, ours: &Value, theirs: &Value) {
                 assert_same(&format!("{path}[{index}]"), x, y);
             }
         }
-        (Value::String(a), Value::String(b)) => assert_eq!(a.to_lowercase(), b.to_lowercase(), "{path}"),
+        (Value::String(a), Value::String(b)) => {
+            assert_eq!(a.to_lowercase(), b.to_lowercase(), "{path}")
+        }
         _ => assert_eq!(ours, theirs, "{path}"),
     }
 }
@@ -61,7 +65,11 @@ fn signed_transfer(nonce: u64, value: u64) -> String {
     };
     let key = NodeKey::from_bytes(&DEV_KEY_0).expect("dev key");
     let sig = key.sign_prehash(&tx.signature_hash());
-    let signature = Signature::new(U256::from_be_slice(&sig[..32]), U256::from_be_slice(&sig[32..64]), sig[64] == 1);
+    let signature = Signature::new(
+        U256::from_be_slice(&sig[..32]),
+        U256::from_be_slice(&sig[32..64]),
+        sig[64] == 1,
+    );
     format!("0x{}", alloy_primitives::hex::encode(tx.into_signed(signature).encoded_2718()))
 }
 
@@ -86,7 +94,9 @@ fn provider_answers_equal_anvil() {
         };
         let ask = |method: &'static str, params: Value| {
             let provider = provider.clone();
-            async move { provider.request(method, params).await.unwrap_or_else(|e| panic!("{method}: {e:?}")) }
+            async move {
+                provider.request(method, params).await.unwrap_or_else(|e| panic!("{method}: {e:?}"))
+            }
         };
 
         assert_eq!(ask("eth_chainId", json!([])).await, json!("0x7a69"));
@@ -94,7 +104,9 @@ fn provider_answers_equal_anvil() {
         let subscription = ask("eth_subscribe", json!(["newHeads"])).await;
 
         // A transaction from the provider, mined by anvil.
-        let nonce = quantity(&devnet.anvil.rpc("eth_getTransactionCount", json!([DEV_ADDRESS_0, "latest"])).await);
+        let nonce = quantity(
+            &devnet.anvil.rpc("eth_getTransactionCount", json!([DEV_ADDRESS_0, "latest"])).await,
+        );
         let raw = signed_transfer(nonce, 777);
         let tx_hash = ask("eth_sendRawTransaction", json!([raw])).await;
         let anvil_receipt = loop {
@@ -116,12 +128,20 @@ fn provider_answers_equal_anvil() {
         let receipt = ask("eth_getTransactionReceipt", json!([tx_hash])).await;
         assert_same("receipt", &receipt, &anvil_receipt);
         let tx = ask("eth_getTransactionByHash", json!([tx_hash])).await;
-        assert_same("transaction", &tx, &devnet.anvil.rpc("eth_getTransactionByHash", json!([tx_hash])).await);
+        assert_same(
+            "transaction",
+            &tx,
+            &devnet.anvil.rpc("eth_getTransactionByHash", json!([tx_hash])).await,
+        );
         let unknown = format!("0x{}", "ab".repeat(32));
         assert_eq!(ask("eth_getTransactionReceipt", json!([unknown])).await, Value::Null);
         assert_eq!(ask("eth_getTransactionByHash", json!([unknown])).await, Value::Null);
         let receipts = ask("eth_getBlockReceipts", json!([tag])).await;
-        assert_same("blockReceipts", &receipts, &devnet.anvil.rpc("eth_getBlockReceipts", json!([tag])).await);
+        assert_same(
+            "blockReceipts",
+            &receipts,
+            &devnet.anvil.rpc("eth_getBlockReceipts", json!([tag])).await,
+        );
 
         // Blocks, with hashes and with full transactions, by number and by hash.
         for full in [false, true] {
@@ -134,7 +154,11 @@ fn provider_answers_equal_anvil() {
         assert_eq!(ask("eth_getBlockByNumber", json!(["0xffffff", false])).await, Value::Null);
         let earliest = ask("eth_getBlockByNumber", json!(["earliest", false])).await;
         assert_eq!(earliest["hash"], json!(format!("{:#x}", devnet.genesis)));
-        let eip1898 = ask("eth_getBalance", json!([DEV_ADDRESS_1, {"blockHash": receipt["blockHash"], "requireCanonical": true}])).await;
+        let eip1898 = ask(
+            "eth_getBalance",
+            json!([DEV_ADDRESS_1, {"blockHash": receipt["blockHash"], "requireCanonical": true}]),
+        )
+        .await;
         assert_eq!(eip1898, devnet.anvil.rpc("eth_getBalance", json!([DEV_ADDRESS_1, tag])).await);
 
         // State at that block, and a contract's code and storage at the head.
@@ -151,7 +175,10 @@ fn provider_answers_equal_anvil() {
         }
         let contract = "0x4242424242424242424242424242424242424242";
         devnet.anvil.rpc("anvil_setCode", json!([contract, "0x600160005500"])).await;
-        devnet.anvil.rpc("anvil_setStorageAt", json!([contract, "0x0", format!("0x{:064x}", 0x1234)])).await;
+        devnet
+            .anvil
+            .rpc("anvil_setStorageAt", json!([contract, "0x0", format!("0x{:064x}", 0x1234)]))
+            .await;
         devnet.anvil.mine(1).await;
         let target = quantity(&devnet.anvil.rpc("eth_blockNumber", json!([])).await);
         let deadline = Instant::now() + WAIT;
@@ -164,7 +191,10 @@ fn provider_answers_equal_anvil() {
             ("eth_getCode", json!([contract, at])),
             ("eth_getStorageAt", json!([contract, "0x0", at])),
             ("eth_getStorageAt", json!([contract, "0x1", at])),
-            ("eth_getProof", json!([contract, [format!("0x{:064x}", 0), format!("0x{:064x}", 1)], at])),
+            (
+                "eth_getProof",
+                json!([contract, [format!("0x{:064x}", 0), format!("0x{:064x}", 1)], at]),
+            ),
         ] {
             let ours = ask(method, params.clone()).await;
             assert_same(method, &ours, &devnet.anvil.rpc(method, params).await);
@@ -184,17 +214,26 @@ fn provider_answers_equal_anvil() {
             assert_eq!(error.code, code, "{method}: {error:?}");
         }
         assert_eq!(ask("eth_accounts", json!([])).await, json!([]));
-        let envelope: Value = serde_json::from_str(&provider.request_json("{not json").await).expect("JSON");
+        let envelope: Value =
+            serde_json::from_str(&provider.request_json("{not json").await).expect("JSON");
         assert_eq!(envelope["error"]["code"], -32700);
 
         // The subscription delivered verified new heads, and the provider said connect.
         assert!(ask("eth_unsubscribe", json!([subscription])).await == json!(true));
-        let notices = notices.borrow();
-        assert!(notices.iter().any(|n| matches!(n, ProviderNotice::Connect { chain_id } if chain_id == "0x7a69")));
+        let notices: Vec<ProviderNotice> = notices.borrow().clone();
+        assert!(
+            notices
+                .iter()
+                .any(|n| matches!(n, ProviderNotice::Connect { chain_id } if chain_id == "0x7a69"))
+        );
         let heads: Vec<&Value> = notices
             .iter()
             .filter_map(|n| match n {
-                ProviderNotice::Message { subscription: id, result } if json!(id) == subscription => Some(result),
+                ProviderNotice::Message { subscription: id, result }
+                    if json!(id) == subscription =>
+                {
+                    Some(result)
+                }
                 _ => None,
             })
             .collect();

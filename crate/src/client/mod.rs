@@ -194,10 +194,16 @@ async fn run_peer<T: Transport, S: Store, R: Runtime>(inner: Rc<Inner<T, S, R>>,
     while !inner.stopped.get() {
         match inner.transport.connect(&peer.server).await {
             Ok(connection) => {
-                match Session::connect(inner.session_config(&peer), peer.server.enode.public_key, inner.runtime.now()) {
+                match Session::connect(
+                    inner.session_config(&peer),
+                    peer.server.enode.public_key,
+                    inner.runtime.now(),
+                ) {
                     Ok(session) => {
                         let on_event = |event| inner.on_peer_event(&peer, event);
-                        let _why = peer::drive(&peer, connection, session, &inner.runtime, &on_event).await;
+                        let _why =
+                            peer::drive(&peer, connection, session, &inner.runtime, &on_event)
+                                .await;
                     }
                     Err(_) => peer.record.borrow_mut().failures += 1,
                 }
@@ -381,7 +387,7 @@ impl<T: Transport, S: Store, R: Runtime> Inner<T, S, R> {
             state.canonical = state.canonical.split_off(&low);
             state.head = Some(header.clone());
             state.counters.heads_accepted += 1;
-            state.counters.heads_accepted % PRUNE_EVERY == 0
+            state.counters.heads_accepted.is_multiple_of(PRUNE_EVERY)
         };
         // The head is persisted with its evidence before anyone is told of it.
         let _ = self.store.write(writes).await;
@@ -389,7 +395,7 @@ impl<T: Transport, S: Store, R: Runtime> Inner<T, S, R> {
             let _ = persist::prune(&self.store, header.number()).await;
         }
         self.update_connectivity();
-        self.emit(ClientEvent::NewHead(header));
+        self.emit(ClientEvent::NewHead(Box::new(header)));
         self.wake_waiters();
     }
 
@@ -399,7 +405,9 @@ impl<T: Transport, S: Store, R: Runtime> Inner<T, S, R> {
         let accepted = state.ulc.accepted_head();
         Some(HeadInfo {
             stale: accepted.is_none_or(|a| a.is_stale() || a.head().hash != header.hash()),
-            signers: accepted.map(|a| a.evidence().iter().map(|(id, _)| *id).collect()).unwrap_or_default(),
+            signers: accepted
+                .map(|a| a.evidence().iter().map(|(id, _)| *id).collect())
+                .unwrap_or_default(),
             header,
         })
     }
@@ -417,7 +425,11 @@ impl<T: Transport, S: Store, R: Runtime> Inner<T, S, R> {
             }
             let now = self.runtime.now();
             if now >= deadline {
-                let why = if connected { "no head accepted by the quorum yet" } else { "no LES server connected" };
+                let why = if connected {
+                    "no head accepted by the quorum yet"
+                } else {
+                    "no LES server connected"
+                };
                 return Err(ClientError::Disconnected(why.into()));
             }
             let (sender, receiver) = oneshot::channel();
@@ -437,14 +449,20 @@ impl<T: Transport, S: Store, R: Runtime> Inner<T, S, R> {
     }
 
     /// One request to one server, with the timeout.
-    async fn attempt(&self, peer: &Peer, build: &dyn Fn(u64) -> LesMessage) -> Result<(LesMessage, Duration), AttemptError> {
+    async fn attempt(
+        &self,
+        peer: &Peer,
+        build: &dyn Fn(u64) -> LesMessage,
+    ) -> Result<(LesMessage, Duration), AttemptError> {
         let request = build(self.next_id());
         let request_id = request.request_id().unwrap_or_default();
         let sent = self.runtime.now();
         let receiver = peer.send(request, &self.runtime)?;
         let timer = self.runtime.sleep(REQUEST_TIMEOUT);
         match select(receiver, timer).await {
-            Either::Left((Ok(reply), _)) => Ok((reply, self.runtime.now().saturating_duration_since(sent))),
+            Either::Left((Ok(reply), _)) => {
+                Ok((reply, self.runtime.now().saturating_duration_since(sent)))
+            }
             Either::Left((Err(_), _)) => {
                 peer.record.borrow_mut().failures += 1;
                 Err(AttemptError::Lost)
@@ -512,7 +530,9 @@ impl<T: Transport, S: Store, R: Runtime> Inner<T, S, R> {
         if !self.any_established() {
             return Err(ClientError::Disconnected("no LES server connected".into()));
         }
-        Err(ClientError::Unavailable(format!("{what}: no server answered ({failed} failed or timed out)")))
+        Err(ClientError::Unavailable(format!(
+            "{what}: no server answered ({failed} failed or timed out)"
+        )))
     }
 
     async fn fetch_header_by_hash(&self, hash: B256) -> ChainResult<Option<SealedHeader>> {
@@ -526,7 +546,9 @@ impl<T: Transport, S: Store, R: Runtime> Inner<T, S, R> {
             })
         };
         let check = |reply| {
-            let LesMessage::BlockHeaders(reply) = reply else { return Checked::Bad("not BlockHeaders".into()) };
+            let LesMessage::BlockHeaders(reply) = reply else {
+                return Checked::Bad("not BlockHeaders".into());
+            };
             match reply.headers.as_slice() {
                 [] => Checked::Absent,
                 [rlp] => match SealedHeader::decode_expecting(rlp, hash) {
@@ -577,7 +599,9 @@ impl<T: Transport, S: Store, R: Runtime> Inner<T, S, R> {
                 })
             };
             let check = |reply| {
-                let LesMessage::BlockHeaders(reply) = reply else { return Checked::Bad("not BlockHeaders".into()) };
+                let LesMessage::BlockHeaders(reply) = reply else {
+                    return Checked::Bad("not BlockHeaders".into());
+                };
                 if reply.headers.is_empty() {
                     return Checked::Absent;
                 }
@@ -598,7 +622,10 @@ impl<T: Transport, S: Store, R: Runtime> Inner<T, S, R> {
                 Checked::Good(chain)
             };
             let Some(chain) = self.fetch("headers", &build, &check).await? else {
-                return Err(ClientError::Unavailable(format!("no server has the headers below {}", lowest.number())));
+                return Err(ClientError::Unavailable(format!(
+                    "no server has the headers below {}",
+                    lowest.number()
+                )));
             };
             let mut state = self.state.borrow_mut();
             // Only extend the window if it still ends where the request started.
@@ -615,9 +642,13 @@ impl<T: Transport, S: Store, R: Runtime> Inner<T, S, R> {
 
     async fn body(&self, header: &SealedHeader) -> ChainResult<VerifiedBody> {
         let hash = header.hash();
-        let build = |request_id| LesMessage::GetBlockBodies(GetBlockBodies { request_id, block_hashes: vec![hash] });
+        let build = |request_id| {
+            LesMessage::GetBlockBodies(GetBlockBodies { request_id, block_hashes: vec![hash] })
+        };
         let check = |reply| {
-            let LesMessage::BlockBodies(reply) = reply else { return Checked::Bad("not BlockBodies".into()) };
+            let LesMessage::BlockBodies(reply) = reply else {
+                return Checked::Bad("not BlockBodies".into());
+            };
             match reply.bodies.as_slice() {
                 [] => Checked::Absent,
                 [rlp] => {
@@ -634,29 +665,47 @@ impl<T: Transport, S: Store, R: Runtime> Inner<T, S, R> {
                 more => Checked::Bad(format!("{} bodies for one", more.len())),
             }
         };
-        self.fetch("body", &build, &check).await?.ok_or_else(|| ClientError::Unavailable(format!("no server has the body of {hash}")))
+        self.fetch("body", &build, &check)
+            .await?
+            .ok_or_else(|| ClientError::Unavailable(format!("no server has the body of {hash}")))
     }
 
     async fn receipts(&self, header: &SealedHeader) -> ChainResult<BlockReceipts> {
         let hash = header.hash();
-        let build = |request_id| LesMessage::GetReceipts(GetReceipts { request_id, block_hashes: vec![hash] });
+        let build = |request_id| {
+            LesMessage::GetReceipts(GetReceipts { request_id, block_hashes: vec![hash] })
+        };
         let check = |reply| {
-            let LesMessage::Receipts(reply) = reply else { return Checked::Bad("not Receipts".into()) };
+            let LesMessage::Receipts(reply) = reply else {
+                return Checked::Bad("not Receipts".into());
+            };
             match reply.receipts.as_slice() {
                 [] => Checked::Absent,
-                [items] => match BlockReceipts::from_items(items).and_then(|r| r.verify(header.header()).map(|()| r)) {
+                [items] => match BlockReceipts::from_items(items)
+                    .and_then(|r| r.verify(header.header()).map(|()| r))
+                {
                     Ok(receipts) => Checked::Good(receipts),
                     Err(error) => Checked::Bad(error.to_string()),
                 },
                 more => Checked::Bad(format!("{} receipt lists for one", more.len())),
             }
         };
-        self.fetch("receipts", &build, &check).await?.ok_or_else(|| ClientError::Unavailable(format!("no server has the receipts of {hash}")))
+        self.fetch("receipts", &build, &check).await?.ok_or_else(|| {
+            ClientError::Unavailable(format!("no server has the receipts of {hash}"))
+        })
     }
 
-    async fn account(&self, header: &SealedHeader, address: Address, slots: Vec<B256>) -> ChainResult<AccountState> {
+    async fn account(
+        &self,
+        header: &SealedHeader,
+        address: Address,
+        slots: Vec<B256>,
+    ) -> ChainResult<AccountState> {
         if slots.len() as u64 >= limits::MAX_PROOFS_FETCH {
-            return Err(ClientError::Limit(format!("at most {} storage slots per request", limits::MAX_PROOFS_FETCH - 1)));
+            return Err(ClientError::Limit(format!(
+                "at most {} storage slots per request",
+                limits::MAX_PROOFS_FETCH - 1
+            )));
         }
         let hash = header.hash();
         let state_root = header.header().state_root;
@@ -666,7 +715,9 @@ impl<T: Transport, S: Store, R: Runtime> Inner<T, S, R> {
             LesMessage::GetProofsV2(GetProofsV2 { request_id, requests })
         };
         let check = |reply| {
-            let LesMessage::ProofsV2(reply) = reply else { return Checked::Bad("not ProofsV2".into()) };
+            let LesMessage::ProofsV2(reply) = reply else {
+                return Checked::Bad("not ProofsV2".into());
+            };
             let mut set = NodeSet::new(reply.nodes);
             let proven = (|| {
                 let (account, account_proof) = set.account_with_proof(state_root, &address)?;
@@ -683,10 +734,17 @@ impl<T: Transport, S: Store, R: Runtime> Inner<T, S, R> {
                 Err(error) => Checked::Bad(error.to_string()),
             }
         };
-        self.fetch("proof", &build, &check).await?.ok_or_else(|| ClientError::Unavailable("no server proved the account".into()))
+        self.fetch("proof", &build, &check)
+            .await?
+            .ok_or_else(|| ClientError::Unavailable("no server proved the account".into()))
     }
 
-    async fn code(&self, header: &SealedHeader, address: Address, code_hash: B256) -> ChainResult<Bytes> {
+    async fn code(
+        &self,
+        header: &SealedHeader,
+        address: Address,
+        code_hash: B256,
+    ) -> ChainResult<Bytes> {
         if code_hash == KECCAK256_EMPTY {
             return Ok(Bytes::new());
         }
@@ -695,10 +753,15 @@ impl<T: Transport, S: Store, R: Runtime> Inner<T, S, R> {
         }
         let hash = header.hash();
         let build = |request_id| {
-            LesMessage::GetContractCodes(GetContractCodes { request_id, requests: vec![CodeRequest::new(hash, address)] })
+            LesMessage::GetContractCodes(GetContractCodes {
+                request_id,
+                requests: vec![CodeRequest::new(hash, address)],
+            })
         };
         let check = |reply| {
-            let LesMessage::ContractCodes(reply) = reply else { return Checked::Bad("not ContractCodes".into()) };
+            let LesMessage::ContractCodes(reply) = reply else {
+                return Checked::Bad("not ContractCodes".into());
+            };
             match reply.codes.as_slice() {
                 [] => Checked::Absent,
                 [code] => match verify_code(code_hash, code) {
@@ -708,7 +771,10 @@ impl<T: Transport, S: Store, R: Runtime> Inner<T, S, R> {
                 more => Checked::Bad(format!("{} codes for one", more.len())),
             }
         };
-        let code = self.fetch("code", &build, &check).await?.ok_or_else(|| ClientError::Unavailable(format!("no server has code {code_hash}")))?;
+        let code = self
+            .fetch("code", &build, &check)
+            .await?
+            .ok_or_else(|| ClientError::Unavailable(format!("no server has code {code_hash}")))?;
         self.state.borrow_mut().code.insert(code_hash, code.clone());
         Ok(code)
     }
@@ -726,7 +792,9 @@ impl<T: Transport, S: Store, R: Runtime> Inner<T, S, R> {
             return Err(ClientError::Disconnected("no LES server connected".into()));
         }
         peers.truncate(peers.len().max(TX_FANOUT));
-        let build = |request_id| LesMessage::SendTxV2(SendTxV2 { request_id, transactions: vec![item.clone()] });
+        let build = |request_id| {
+            LesMessage::SendTxV2(SendTxV2 { request_id, transactions: vec![item.clone()] })
+        };
         let attempts = peers.iter().map(|peer| self.attempt(peer, &build));
         let mut refusals = Vec::new();
         let mut accepted = false;
@@ -734,7 +802,11 @@ impl<T: Transport, S: Store, R: Runtime> Inner<T, S, R> {
             let Ok((LesMessage::TxStatus(status), _)) = reply else { continue };
             let Some(entry) = status.statuses.first() else { continue };
             match entry.status {
-                TxState::Pending | TxState::Queued | TxState::Included if entry.error.is_empty() => accepted = true,
+                TxState::Pending | TxState::Queued | TxState::Included
+                    if entry.error.is_empty() =>
+                {
+                    accepted = true
+                }
                 _ if !entry.error.is_empty() => refusals.push(entry.error.clone()),
                 _ => {}
             }
@@ -753,9 +825,12 @@ impl<T: Transport, S: Store, R: Runtime> Inner<T, S, R> {
         if peers.is_empty() {
             return Err(ClientError::Disconnected("no LES server connected".into()));
         }
-        let build = |request_id| LesMessage::GetTxStatus(GetTxStatus { request_id, tx_hashes: vec![hash] });
+        let build =
+            |request_id| LesMessage::GetTxStatus(GetTxStatus { request_id, tx_hashes: vec![hash] });
         for peer in peers.iter().take(TX_FANOUT) {
-            let Ok((LesMessage::TxStatus(status), _)) = self.attempt(peer, &build).await else { continue };
+            let Ok((LesMessage::TxStatus(status), _)) = self.attempt(peer, &build).await else {
+                continue;
+            };
             if let Some(entry) = status.statuses.first()
                 && entry.status == TxState::Included
                 && let Some(lookup) = entry.lookup
@@ -770,7 +845,10 @@ impl<T: Transport, S: Store, R: Runtime> Inner<T, S, R> {
         let now = self.runtime.now();
         let state = self.state.borrow();
         let head = state.head.as_ref().map(|h| {
-            let age_ms = self.runtime.unix_millis().saturating_sub(h.header().timestamp.saturating_mul(1000));
+            let age_ms = self
+                .runtime
+                .unix_millis()
+                .saturating_sub(h.header().timestamp.saturating_mul(1000));
             json!({ "number": h.number(), "hash": format!("{}", h.hash()), "ageMs": age_ms })
         });
         let servers: Vec<Value> = self
@@ -785,7 +863,9 @@ impl<T: Transport, S: Store, R: Runtime> Inner<T, S, R> {
                 record
             })
             .collect();
-        let total = |field: fn(&metrics::ValueRecord) -> u64| self.peers.iter().map(|p| field(&p.record.borrow())).sum::<u64>();
+        let total = |field: fn(&metrics::ValueRecord) -> u64| {
+            self.peers.iter().map(|p| field(&p.record.borrow())).sum::<u64>()
+        };
         json!({
             "installTime": self.install_millis,
             "uptimeMs": now.saturating_duration_since(self.started).as_millis() as u64,
@@ -823,7 +903,8 @@ impl<T: Transport, S: Store, R: Runtime> Chain for Client<T, S, R> {
         let inner = self.inner.clone();
         Box::pin(async move {
             inner.wait_head().await?;
-            let known = inner.state.borrow().canonical.values().rev().find(|h| h.hash() == hash).cloned();
+            let known =
+                inner.state.borrow().canonical.values().rev().find(|h| h.hash() == hash).cloned();
             match known {
                 Some(header) => Ok(Some(header)),
                 None => inner.fetch_header_by_hash(hash).await,
@@ -834,7 +915,9 @@ impl<T: Transport, S: Store, R: Runtime> Chain for Client<T, S, R> {
     fn is_canonical(&self, header: &SealedHeader) -> ChainFuture<bool> {
         let inner = self.inner.clone();
         let (number, hash) = (header.number(), header.hash());
-        Box::pin(async move { Ok(inner.header_by_number(number).await?.is_some_and(|h| h.hash() == hash)) })
+        Box::pin(async move {
+            Ok(inner.header_by_number(number).await?.is_some_and(|h| h.hash() == hash))
+        })
     }
 
     fn body(&self, header: &SealedHeader) -> ChainFuture<VerifiedBody> {
@@ -849,7 +932,12 @@ impl<T: Transport, S: Store, R: Runtime> Chain for Client<T, S, R> {
         Box::pin(async move { inner.receipts(&header).await })
     }
 
-    fn account(&self, header: &SealedHeader, address: Address, slots: Vec<B256>) -> ChainFuture<AccountState> {
+    fn account(
+        &self,
+        header: &SealedHeader,
+        address: Address,
+        slots: Vec<B256>,
+    ) -> ChainFuture<AccountState> {
         let inner = self.inner.clone();
         let header = header.clone();
         Box::pin(async move { inner.account(&header, address, slots).await })
@@ -879,10 +967,12 @@ impl<T: Transport, S: Store, R: Runtime> Chain for Client<T, S, R> {
 
     fn events(&self) -> UnboundedReceiver<ClientEvent> {
         let (sender, receiver) = unbounded();
-        self.inner.state.borrow_mut().subscribers.push(sender);
-        if self.inner.state.borrow().connected {
-            let _ = self.inner.state.borrow_mut().subscribers.last().map(|s| s.unbounded_send(ClientEvent::Connected));
+        let mut state = self.inner.state.borrow_mut();
+        // A subscriber that arrives after the connection learns of it at once.
+        if state.connected {
+            let _ = sender.unbounded_send(ClientEvent::Connected);
         }
+        state.subscribers.push(sender);
         receiver
     }
 
@@ -890,4 +980,3 @@ impl<T: Transport, S: Store, R: Runtime> Chain for Client<T, S, R> {
         self.inner.metrics()
     }
 }
-

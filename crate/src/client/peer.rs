@@ -9,8 +9,8 @@ use crate::runtime::Runtime;
 use crate::transport::{Connection, TransportError};
 use futures_channel::mpsc::{UnboundedReceiver, UnboundedSender, unbounded};
 use futures_channel::oneshot;
-use futures_util::future::{FutureExt, LocalBoxFuture, select_all};
 use futures_util::StreamExt;
+use futures_util::future::{FutureExt, LocalBoxFuture, select_all};
 use les::msg::{LesMessage, RemoteServer};
 use les::session::{CallError, Event, Session};
 use std::cell::{Cell, RefCell};
@@ -79,7 +79,8 @@ impl Peer {
         runtime: &impl Runtime,
     ) -> Result<oneshot::Receiver<LesMessage>, AttemptError> {
         let mut link = self.link.borrow_mut();
-        let link = link.as_mut().filter(|link| link.offer.is_some()).ok_or(AttemptError::NotReady)?;
+        let link =
+            link.as_mut().filter(|link| link.offer.is_some()).ok_or(AttemptError::NotReady)?;
         let Some(request_id) = request.request_id() else {
             return Err(AttemptError::NotReady);
         };
@@ -109,7 +110,8 @@ impl Peer {
     /// Delivers a reply to whoever waits for it; false if nobody does.
     pub fn deliver(&self, reply: LesMessage) -> bool {
         let Some(request_id) = reply.request_id() else { return false };
-        let sender = self.link.borrow_mut().as_mut().and_then(|link| link.pending.remove(&request_id));
+        let sender =
+            self.link.borrow_mut().as_mut().and_then(|link| link.pending.remove(&request_id));
         match sender {
             Some(sender) => sender.send(reply).is_ok(),
             None => false,
@@ -155,7 +157,8 @@ pub(super) async fn drive<C: Connection, R: Runtime>(
         // Write out everything the session has queued.
         let mut write_error = None;
         loop {
-            let bytes = peer.link.borrow_mut().as_mut().and_then(|link| link.session.poll_transmit());
+            let bytes =
+                peer.link.borrow_mut().as_mut().and_then(|link| link.session.poll_transmit());
             let Some(bytes) = bytes else { break };
             peer.record.borrow_mut().bytes_out += bytes.len() as u64;
             if let Err(error) = connection.send(bytes).await {
@@ -177,10 +180,12 @@ pub(super) async fn drive<C: Connection, R: Runtime>(
                     None => format!("{reason:?}"),
                 };
                 on_event(event);
-                // Flush the Disconnect message, then end.
-                while let Some(bytes) =
-                    peer.link.borrow_mut().as_mut().and_then(|link| link.session.poll_transmit())
-                {
+                // Flush the Disconnect message, then end. (The borrow must end before the
+                // await: a `while let` would hold it across the send.)
+                loop {
+                    let bytes =
+                        peer.link.borrow_mut().as_mut().and_then(|l| l.session.poll_transmit());
+                    let Some(bytes) = bytes else { break };
                     if connection.send(bytes).await.is_err() {
                         break;
                     }
@@ -200,7 +205,8 @@ pub(super) async fn drive<C: Connection, R: Runtime>(
         }
         let deadline = peer.link.borrow().as_ref().and_then(|link| link.session.poll_timeout());
         let now = runtime.now();
-        let wait = deadline.map_or(Duration::from_secs(3600), |at| at.saturating_duration_since(now));
+        let wait =
+            deadline.map_or(Duration::from_secs(3600), |at| at.saturating_duration_since(now));
         let wake = {
             let sources: Vec<LocalBoxFuture<'_, Wake>> = vec![
                 connection.recv().map(Wake::Input).boxed_local(),

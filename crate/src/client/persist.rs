@@ -38,8 +38,16 @@ pub async fn open(store: &impl Store, now_millis: u64) -> Result<u64, StoreError
     if store.get(Table::Meta, SCHEMA_KEY).await?.is_none() {
         store
             .write(vec![
-                StoreWrite::Put(Table::Meta, SCHEMA_KEY.into(), SCHEMA_VERSION.to_be_bytes().to_vec()),
-                StoreWrite::Put(Table::Metrics, INSTALL_TIME.into(), now_millis.to_be_bytes().to_vec()),
+                StoreWrite::Put(
+                    Table::Meta,
+                    SCHEMA_KEY.into(),
+                    SCHEMA_VERSION.to_be_bytes().to_vec(),
+                ),
+                StoreWrite::Put(
+                    Table::Metrics,
+                    INSTALL_TIME.into(),
+                    now_millis.to_be_bytes().to_vec(),
+                ),
             ])
             .await?;
     }
@@ -50,7 +58,10 @@ pub async fn open(store: &impl Store, now_millis: u64) -> Result<u64, StoreError
 }
 
 /// The writes that persist a newly accepted head, its evidence and its header.
-pub fn head_writes(head: &SealedHeader, evidence: &[(NodeId, SignedAnnouncement)]) -> Vec<StoreWrite> {
+pub fn head_writes(
+    head: &SealedHeader,
+    evidence: &[(NodeId, SignedAnnouncement)],
+) -> Vec<StoreWrite> {
     let announcements: Vec<SignedAnnouncement> = evidence.iter().map(|(_, a)| *a).collect();
     vec![
         StoreWrite::Put(Table::Head, HEAD_HEADER.into(), head.encoded()),
@@ -61,7 +72,10 @@ pub fn head_writes(head: &SealedHeader, evidence: &[(NodeId, SignedAnnouncement)
 
 /// Restores the last accepted head if the store has one whose evidence still verifies
 /// under `config` (a changed trusted set may invalidate it; then the client starts cold).
-pub async fn restore(store: &impl Store, config: &UlcConfig) -> Result<Option<Restored>, StoreError> {
+pub async fn restore(
+    store: &impl Store,
+    config: &UlcConfig,
+) -> Result<Option<Restored>, StoreError> {
     let (Some(header), Some(evidence)) =
         (store.get(Table::Head, HEAD_HEADER).await?, store.get(Table::Head, HEAD_EVIDENCE).await?)
     else {

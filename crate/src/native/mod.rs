@@ -90,10 +90,12 @@ impl Transport for NativeTransport {
                     Ok(NativeConnection::Ws(Box::new(stream)))
                 }
                 None => {
-                    let address = address.ok_or_else(|| TransportError::Unsupported(enode))?;
-                    let stream = TcpStream::connect(address).await.map_err(|e| {
-                        TransportError::Connect { target: address.to_string(), reason: e.to_string() }
-                    })?;
+                    let address = address.ok_or(TransportError::Unsupported(enode))?;
+                    let stream =
+                        TcpStream::connect(address).await.map_err(|e| TransportError::Connect {
+                            target: address.to_string(),
+                            reason: e.to_string(),
+                        })?;
                     let _ = stream.set_nodelay(true);
                     Ok(NativeConnection::Tcp(stream, vec![0u8; READ_CHUNK].into_boxed_slice()))
                 }
@@ -122,7 +124,9 @@ impl Connection for NativeConnection {
             match self {
                 // `read` is cancel-safe: no bytes are consumed unless it completes.
                 NativeConnection::Tcp(stream, buffer) => match stream.read(buffer).await {
-                    Ok(0) => Err(TransportError::Closed { code: 1006, reason: "stream ended".into() }),
+                    Ok(0) => {
+                        Err(TransportError::Closed { code: 1006, reason: "stream ended".into() })
+                    }
                     Ok(n) => Ok(buffer[..n].to_vec()),
                     Err(e) => Err(TransportError::Io(e.to_string())),
                 },

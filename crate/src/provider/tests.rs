@@ -1012,10 +1012,10 @@ fn new_heads_subscriptions_and_connection_notices() {
     assert!(a.as_str().unwrap().starts_with("0x"));
     let head =
         SealedHeader::seal(Header { number: 101, base_fee_per_gas: Some(7), ..Header::default() });
-    provider.handle_event(&ClientEvent::NewHead(head.clone()));
+    provider.handle_event(&ClientEvent::NewHead(Box::new(head.clone())));
     assert_eq!(call(&provider, "eth_unsubscribe", json!([a])), Ok(json!(true)));
     assert_eq!(call(&provider, "eth_unsubscribe", json!([a])), Ok(json!(false)));
-    provider.handle_event(&ClientEvent::NewHead(head.clone()));
+    provider.handle_event(&ClientEvent::NewHead(Box::new(head.clone())));
     provider.handle_event(&ClientEvent::Disagreement { number: 5 });
     provider.handle_event(&ClientEvent::Disconnected { code: 1013, reason: "all down".into() });
     provider.handle_event(&ClientEvent::Disconnected { code: 1013, reason: "all down".into() });
