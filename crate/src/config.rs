@@ -6,6 +6,7 @@ use les::crypto::{Enode, NodeId};
 use les::msg::{ForkSchedule, MAINNET_GENESIS_HASH, MAINNET_NETWORK_ID};
 use les::ulc::{UlcConfig, UlcConfigError};
 use serde::Deserialize;
+use std::time::Duration;
 
 /// The ULC fraction used when the configuration names none (design §3).
 pub const DEFAULT_FRACTION: u32 = 75;
@@ -109,6 +110,23 @@ impl Server {
     }
 }
 
+/// How long the client core waits for things. Not part of the dapp's JSON: the defaults
+/// suit browsers; tests shorten them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timing {
+    /// A call waits this long for the first accepted head and a connected server before
+    /// it fails with "disconnected" (EIP-1193 4900).
+    pub head_wait: Duration,
+    /// A request with no reply after this long is abandoned and tried on the next server.
+    pub request_timeout: Duration,
+}
+
+impl Default for Timing {
+    fn default() -> Self {
+        Self { head_wait: Duration::from_secs(15), request_timeout: Duration::from_secs(10) }
+    }
+}
+
 /// A checked configuration, ready for the client core.
 #[derive(Debug, Clone)]
 pub struct ResolvedConfig {
@@ -122,6 +140,8 @@ pub struct ResolvedConfig {
     pub ulc: UlcConfig,
     /// Storage backend.
     pub storage: StorageKind,
+    /// Waiting times.
+    pub timing: Timing,
 }
 
 impl ClientConfig {
@@ -161,6 +181,7 @@ impl ClientConfig {
             servers,
             ulc,
             storage: self.storage,
+            timing: Timing::default(),
         })
     }
 }

@@ -48,10 +48,6 @@ use std::collections::{BTreeMap, HashMap};
 use std::rc::Rc;
 use std::time::Duration;
 
-/// A request with no reply after this long is abandoned and tried on the next server.
-pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long a call waits for the first accepted head and a connected server.
-pub const HEAD_WAIT: Duration = Duration::from_secs(15);
 /// Canonical headers kept (and verifiable) below the head; older blocks are refused with a
 /// limit error rather than walked back to without bound.
 pub const MAX_HISTORY: u64 = 8192;
@@ -60,9 +56,13 @@ pub const TX_FANOUT: usize = 2;
 /// Redial backoff: from this, doubling per failed attempt, up to [`MAX_BACKOFF`].
 const MIN_BACKOFF: Duration = Duration::from_millis(250);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// A session that lasted this long resets the redial backoff.
+const STABLE_SESSION: Duration = Duration::from_secs(30);
 /// Rounds of attempts when every server is briefly out of flow-control budget.
 const BUDGET_ROUNDS: usize = 5;
 const BUDGET_WAIT: Duration = Duration::from_millis(200);
+/// Tries at fetching an accepted head's header before waiting for the next announcement.
+const HEAD_FETCH_ATTEMPTS: usize = 3;
 /// Heads between prunings of the stored header window.
 const PRUNE_EVERY: u64 = 64;
 
@@ -192,6 +192,7 @@ impl<T: Transport, S: Store, R: Runtime> Drop for Client<T, S, R> {
 /// Dials `peer` and runs sessions with it until the client stops, redialling with backoff.
 async fn run_peer<T: Transport, S: Store, R: Runtime>(inner: Rc<Inner<T, S, R>>, peer: Rc<Peer>) {
     while !inner.stopped.get() {
+        let dialled = inner.runtime.now();
         match inner.transport.connect(&peer.server).await {
             Ok(connection) => {
                 match Session::connect(
@@ -214,7 +215,10 @@ async fn run_peer<T: Transport, S: Store, R: Runtime>(inner: Rc<Inner<T, S, R>>,
         if inner.stopped.get() {
             break;
         }
-        let attempts = peer.attempts.get().saturating_add(1);
+        // Only a session that lasted resets the backoff: a server that breaks the protocol
+        // right after the handshake must not be redialled at the minimum interval forever.
+        let lasted = inner.runtime.now().saturating_duration_since(dialled) >= STABLE_SESSION;
+        let attempts = if lasted { 1 } else { peer.attempts.get().saturating_add(1) };
         peer.attempts.set(attempts);
         let backoff = MIN_BACKOFF.saturating_mul(1 << attempts.min(7)).min(MAX_BACKOFF);
         inner.runtime.sleep(backoff).await;
@@ -292,7 +296,6 @@ impl<T: Transport, S: Store, R: Runtime> Inner<T, S, R> {
             Event::Established(info) => {
                 let RemotePeer::Server(offer) = info.remote else { return };
                 peer::set_offer(peer, offer);
-                peer.attempts.set(0);
                 peer.record.borrow_mut().connects += 1;
                 if peer.server.spec.trusted {
                     let events = self.state.borrow_mut().ulc.reset_server(&info.node_id);
@@ -366,7 +369,18 @@ impl<T: Transport, S: Store, R: Runtime> Inner<T, S, R> {
         head: AnnouncedHead,
         evidence: Vec<(NodeId, SignedAnnouncement)>,
     ) {
-        let Ok(Some(header)) = self.fetch_header_by_hash(head.hash).await else { return };
+        let mut header = None;
+        for _ in 0..HEAD_FETCH_ATTEMPTS {
+            if self.state.borrow().head_generation != generation {
+                return;
+            }
+            if let Ok(Some(found)) = self.fetch_header_by_hash(head.hash).await {
+                header = Some(found);
+                break;
+            }
+            self.runtime.sleep(BUDGET_WAIT).await;
+        }
+        let Some(header) = header else { return };
         if header.number() != head.number {
             return;
         }
@@ -412,9 +426,10 @@ impl<T: Transport, S: Store, R: Runtime> Inner<T, S, R> {
         })
     }
 
-    /// The head once one is accepted and a server is connected, waiting up to [`HEAD_WAIT`].
+    /// The head once one is accepted and a server is connected, waiting up to
+    /// [`Timing::head_wait`](crate::config::Timing).
     async fn wait_head(&self) -> ChainResult<HeadInfo> {
-        let deadline = self.runtime.now().saturating_add(HEAD_WAIT);
+        let deadline = self.runtime.now().saturating_add(self.config.timing.head_wait);
         loop {
             if self.stopped.get() {
                 return Err(ClientError::Stopped);
@@ -458,7 +473,7 @@ impl<T: Transport, S: Store, R: Runtime> Inner<T, S, R> {
         let request_id = request.request_id().unwrap_or_default();
         let sent = self.runtime.now();
         let receiver = peer.send(request, &self.runtime)?;
-        let timer = self.runtime.sleep(REQUEST_TIMEOUT);
+        let timer = self.runtime.sleep(self.config.timing.request_timeout);
         match select(receiver, timer).await {
             Either::Left((Ok(reply), _)) => {
                 Ok((reply, self.runtime.now().saturating_duration_since(sent)))
@@ -487,12 +502,16 @@ impl<T: Transport, S: Store, R: Runtime> Inner<T, S, R> {
         let mut absent = false;
         let mut bad: Option<ClientError> = None;
         let mut failed = 0usize;
+        // Each server is asked once; one that was out of flow-control budget is asked again
+        // in a later round, so an honest server that was merely busy still gets its turn
+        // after another said it has nothing.
+        let mut waiting: Option<Vec<Rc<Peer>>> = None;
         for round in 0..BUDGET_ROUNDS {
-            let peers = self.ranked_peers();
+            let peers = waiting.take().unwrap_or_else(|| self.ranked_peers());
             if peers.is_empty() {
                 break;
             }
-            let mut busy = false;
+            let mut busy = Vec::new();
             for peer in peers {
                 match self.attempt(&peer, build).await {
                     Ok((reply, latency)) => match check(reply) {
@@ -512,13 +531,14 @@ impl<T: Transport, S: Store, R: Runtime> Inner<T, S, R> {
                             });
                         }
                     },
-                    Err(AttemptError::NotReady) => busy = true,
+                    Err(AttemptError::NotReady) => busy.push(peer),
                     Err(AttemptError::Lost | AttemptError::Timeout) => failed += 1,
                 }
             }
-            if !busy || absent || bad.is_some() || failed > 0 || round + 1 == BUDGET_ROUNDS {
+            if busy.is_empty() || round + 1 == BUDGET_ROUNDS {
                 break;
             }
+            waiting = Some(busy);
             self.runtime.sleep(BUDGET_WAIT).await;
         }
         if let Some(error) = bad {
@@ -718,6 +738,11 @@ impl<T: Transport, S: Store, R: Runtime> Inner<T, S, R> {
             let LesMessage::ProofsV2(reply) = reply else {
                 return Checked::Bad("not ProofsV2".into());
             };
+            // An empty node set is a server without this state, as for the other requests
+            // (an empty state root needs no nodes and is proven below).
+            if reply.nodes.is_empty() && state_root != EMPTY_ROOT_HASH {
+                return Checked::Absent;
+            }
             let mut set = NodeSet::new(reply.nodes);
             let proven = (|| {
                 let (account, account_proof) = set.account_with_proof(state_root, &address)?;

@@ -402,11 +402,11 @@ fn falsify(lie: Lie, reply: LesMessage) -> (LesMessage, bool) {
         }
         (Lie::Empty, mut reply) => {
             lied = match &mut reply {
-                LesMessage::BlockHeaders(m) => std::mem::take(&mut m.headers).len() > 0,
-                LesMessage::BlockBodies(m) => std::mem::take(&mut m.bodies).len() > 0,
-                LesMessage::Receipts(m) => std::mem::take(&mut m.receipts).len() > 0,
-                LesMessage::ProofsV2(m) => std::mem::take(&mut m.nodes).len() > 0,
-                LesMessage::ContractCodes(m) => std::mem::take(&mut m.codes).len() > 0,
+                LesMessage::BlockHeaders(m) => !std::mem::take(&mut m.headers).is_empty(),
+                LesMessage::BlockBodies(m) => !std::mem::take(&mut m.bodies).is_empty(),
+                LesMessage::Receipts(m) => !std::mem::take(&mut m.receipts).is_empty(),
+                LesMessage::ProofsV2(m) => !std::mem::take(&mut m.nodes).is_empty(),
+                LesMessage::ContractCodes(m) => !std::mem::take(&mut m.codes).is_empty(),
                 _ => false,
             };
             reply
