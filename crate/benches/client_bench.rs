@@ -9,6 +9,7 @@
 //!   extrapolated to an hour.
 //!
 //! Not timed tests: nothing here asserts a figure.
+#![cfg(not(target_arch = "wasm32"))] // native: real lesd and anvil processes
 
 #[path = "../../server/tests/common/mod.rs"]
 mod common;

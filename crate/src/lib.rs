@@ -7,7 +7,7 @@
 //! Layers:
 //! - [`config`]: what `createProvider` is given, checked.
 //! - [`transport`], [`store`], [`runtime`]: the environment, as traits. The same core runs
-//!   natively (tokio, TCP or WebSocket, memory store; [`native`]) and in the browser
+//!   natively (tokio, TCP or WebSocket, memory store; `native`) and in the browser
 //!   (WebSocket, IndexedDB, `setTimeout`; `web`, wasm32 only).
 //! - [`client`]: the core: one LES session per server, the ULC quorum, verified headers,
 //!   bodies, receipts, proofs and code, server choice by flow-control budget and value.

@@ -2,6 +2,7 @@
 //! adversaries (tests/support/adversary.rs: lesd's serving code behind our own session, lying
 //! where told to), all over real TCP. Whatever the servers do, no wrong answer reaches the
 //! caller of a `Chain` method: it is verified, or it is an error.
+#![cfg(not(target_arch = "wasm32"))] // native: real lesd and anvil processes
 
 mod support;
 

@@ -1,6 +1,7 @@
 //! The client core against real servers: three lesd in front of a real anvil, over real TCP
 //! on 127.0.0.1. The head is accepted by the ULC quorum; everything the core returns is
 //! compared with what anvil itself says.
+#![cfg(not(target_arch = "wasm32"))] // native: real lesd and anvil processes
 
 mod support;
 

@@ -2,6 +2,7 @@
 //! anvil: every answer must equal what anvil itself returns for the same request (field by
 //! field, for every field the provider sends), and bad requests get their EIP-1474 /
 //! EIP-1193 error codes.
+#![cfg(not(target_arch = "wasm32"))] // native: real lesd and anvil processes
 
 mod support;
 
