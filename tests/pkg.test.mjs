@@ -168,3 +168,57 @@ test('the npm package works in Chromium as an EIP-1193 provider for the devnet',
   assert.ok(result.metrics.environment.wasmMemoryBytes > 0);
   assert.deepEqual(errors, [], 'no uncaught page errors');
 });
+
+test('IndexedDB keeps the verified head across a page reload', { timeout: 120_000 }, async (t) => {
+  const why = missing();
+  if (why) {
+    if (process.env.CI === 'true') assert.fail(why);
+    t.skip(why);
+    return;
+  }
+  const devnet = JSON.parse(devnetJson());
+  const config = {
+    chainId: devnet.chainId,
+    genesisHash: devnet.genesisHash,
+    servers: devnet.servers.map((s) => ({ enode: s.enode, bridge: s.bridgeUrl })),
+    fraction: devnet.fraction,
+    storage: 'indexeddb',
+  };
+  const { chromium } = await import('playwright-core');
+  const server = await serve();
+  // A fresh profile: an empty IndexedDB before the first load.
+  const browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS });
+  t.after(async () => {
+    await browser.close();
+    server.close();
+  });
+  const page = await (await browser.newContext()).newPage();
+  await page.goto(`http://127.0.0.1:${server.address().port}/`);
+  const status = (config, waitForHead) => page.evaluate(async ({ config, waitForHead }) => {
+    const { createProvider } = await import('/pkg/index.js');
+    const provider = await createProvider(config);
+    // Before any server could have answered: what the store gave at start.
+    const atStart = await provider.request({ method: 'ulc_status' });
+    const blockNumber = waitForHead ? await provider.request({ method: 'eth_blockNumber' }) : null;
+    const after = await provider.request({ method: 'ulc_status' });
+    provider.close();
+    return { atStart, blockNumber, after };
+  }, { config, waitForHead });
+
+  const first = await status(config, true);
+  assert.equal(first.atStart.head ?? null, null, 'a brand-new install has no head');
+  assert.ok(Number(first.blockNumber) > 0);
+  const stored = Number(first.after.head.number);
+
+  await page.reload();
+  const second = await status(config, false);
+  assert.ok(second.atStart.head, `the head is back at once after the reload: ${JSON.stringify(second.atStart)}`);
+  assert.equal(second.atStart.head.stale, true, 'restored, not yet confirmed by a fresh quorum');
+  assert.ok(Number(second.atStart.head.number) >= stored, 'at least the head that was stored');
+  const anvil = await fetch(devnet.rpcUrl, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'eth_getBlockByNumber', params: [second.atStart.head.number, false] }),
+  }).then((r) => r.json());
+  assert.equal(second.atStart.head.hash, anvil.result.hash, 'the restored head is the chain\'s block');
+});

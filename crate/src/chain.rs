@@ -105,6 +105,11 @@ pub trait Chain: 'static {
     fn chain_id(&self) -> u64;
     /// The accepted head, or `Disconnected` if there is none yet.
     fn head(&self) -> ChainFuture<HeadInfo>;
+    /// The accepted head right now, without waiting for a server: at a warm start the one
+    /// restored from storage (stale). For status displays, not for answers.
+    fn current_head(&self) -> Option<HeadInfo>;
+    /// How many servers have an established session.
+    fn connected_servers(&self) -> usize;
     /// The canonical header at `number` (at or below the head), verified by the parent-hash
     /// chain back from the accepted head; `None` above the head.
     fn header_by_number(&self, number: u64) -> ChainFuture<Option<SealedHeader>>;

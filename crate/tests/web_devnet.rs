@@ -11,6 +11,7 @@
 use futures_util::future::{Either, select};
 use serde_json::{Value, json};
 use std::time::Duration;
+use ulc::chain::Chain;
 use ulc::config::{ClientConfig, ResolvedConfig, Server, ServerSpec};
 use ulc::les::crypto::NodeKey;
 use ulc::les::msg::AnnounceType;

@@ -171,16 +171,6 @@ impl<T: Transport, S: Store, R: Runtime> Client<T, S, R> {
     pub fn stop(&self) {
         self.inner.stop();
     }
-
-    /// The accepted head right now, without waiting (warm start: the restored one, stale).
-    pub fn current_head(&self) -> Option<HeadInfo> {
-        self.inner.head_info()
-    }
-
-    /// How many servers have an established session.
-    pub fn connected_servers(&self) -> usize {
-        self.inner.peers.iter().filter(|p| p.is_established()).count()
-    }
 }
 
 impl<T: Transport, S: Store, R: Runtime> Drop for Client<T, S, R> {
@@ -917,6 +907,14 @@ impl<T: Transport, S: Store, R: Runtime> Chain for Client<T, S, R> {
     fn head(&self) -> ChainFuture<HeadInfo> {
         let inner = self.inner.clone();
         Box::pin(async move { inner.wait_head().await })
+    }
+
+    fn current_head(&self) -> Option<HeadInfo> {
+        self.inner.head_info()
+    }
+
+    fn connected_servers(&self) -> usize {
+        self.inner.peers.iter().filter(|p| p.is_established()).count()
     }
 
     fn header_by_number(&self, number: u64) -> ChainFuture<Option<SealedHeader>> {

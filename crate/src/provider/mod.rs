@@ -22,7 +22,7 @@ mod tests;
 
 pub use error::{RpcError, codes};
 
-use crate::chain::{Chain, ClientError, ClientEvent, VerifiedBody};
+use crate::chain::{Chain, ClientEvent, VerifiedBody};
 use alloy_consensus::Transaction;
 use alloy_eips::eip2718::Decodable2718;
 use alloy_primitives::B256;
@@ -495,26 +495,22 @@ async fn block_receipts<C: Chain>(
     encode::block_receipts(header, &facts, receipts.receipts(), blob_gas_price).map_err(internal)
 }
 
-/// `ulc_status`: the accepted head and who signed it, or `connected: false` without one.
+/// `ulc_status`, answered at once from local state: the accepted head (at a warm start the
+/// restored one, `stale` until a fresh quorum confirms it) with who signed it, and how many
+/// servers are connected. `connected` is whether the provider can serve requests now.
 async fn status<C: Chain>(chain: &C) -> Result<Value, RpcError> {
-    match chain.head().await {
-        Ok(head) => Ok(json!({
-            "connected": true,
-            "chainId": qty(chain.chain_id()),
-            "head": {
-                "number": qty(head.header.number()),
-                "hash": data(head.header.hash()),
-                "timestamp": qty(head.header.header().timestamp),
-                "stale": head.stale,
-                "signers": head.signers.iter().map(data).collect::<Vec<_>>(),
-            },
+    let servers = chain.connected_servers();
+    let head = chain.current_head();
+    Ok(json!({
+        "connected": servers > 0 && head.is_some(),
+        "connectedServers": servers,
+        "chainId": qty(chain.chain_id()),
+        "head": head.map(|head| json!({
+            "number": qty(head.header.number()),
+            "hash": data(head.header.hash()),
+            "timestamp": qty(head.header.header().timestamp),
+            "stale": head.stale,
+            "signers": head.signers.iter().map(data).collect::<Vec<_>>(),
         })),
-        Err(ClientError::Disconnected(reason)) => Ok(json!({
-            "connected": false,
-            "chainId": qty(chain.chain_id()),
-            "head": null,
-            "reason": reason,
-        })),
-        Err(error) => Err(error.into()),
-    }
+    }))
 }

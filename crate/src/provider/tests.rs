@@ -7,7 +7,7 @@
 //! `LES_VECTORS_DIR`. Without them the vector tests skip, unless `CI=true`, where they fail.
 
 use super::*;
-use crate::chain::{AccountState, ChainFuture, ChainResult, HeadInfo};
+use crate::chain::{AccountState, ChainFuture, ChainResult, ClientError, HeadInfo};
 use alloy_consensus::{
     Header, Receipt, ReceiptEnvelope, ReceiptWithBloom, SignableTransaction, TxEip1559, TxLegacy,
 };
@@ -58,6 +58,10 @@ fn missing<T: 'static>(what: &str) -> ChainFuture<T> {
 }
 
 impl Fixture {
+    fn is_disconnected(&self) -> bool {
+        matches!(*self.failure.borrow(), Some(ClientError::Disconnected(_)))
+    }
+
     fn fail<T: 'static>(&self) -> Option<ChainFuture<T>> {
         self.failure.borrow().clone().map(|error| answer(Err(error)))
     }
@@ -70,6 +74,16 @@ impl Fixture {
 impl Chain for Fixture {
     fn chain_id(&self) -> u64 {
         self.chain_id
+    }
+    fn current_head(&self) -> Option<HeadInfo> {
+        if self.is_disconnected() {
+            return None;
+        }
+        let header = self.head.clone()?;
+        Some(HeadInfo { header, stale: false, signers: vec![B256::repeat_byte(7)] })
+    }
+    fn connected_servers(&self) -> usize {
+        usize::from(self.head.is_some() && !self.is_disconnected())
     }
     fn head(&self) -> ChainFuture<HeadInfo> {
         if let Some(f) = self.fail() {
