@@ -802,31 +802,47 @@ impl<T: Transport, S: Store, R: Runtime> Inner<T, S, R> {
         } else {
             Bytes::from(alloy_rlp::encode(&raw[..]))
         };
-        let mut peers = self.ranked_peers();
-        if peers.is_empty() {
+        // Every connected server gets it (at least TX_FANOUT when that many are up); one out
+        // of flow-control budget is tried again after a pause.
+        let mut pending = self.ranked_peers();
+        if pending.is_empty() {
             return Err(ClientError::Disconnected("no LES server connected".into()));
         }
-        peers.truncate(peers.len().max(TX_FANOUT));
         let build = |request_id| {
             LesMessage::SendTxV2(SendTxV2 { request_id, transactions: vec![item.clone()] })
         };
-        let attempts = peers.iter().map(|peer| self.attempt(peer, &build));
         let mut refusals = Vec::new();
-        let mut accepted = false;
-        for reply in join_all(attempts).await {
-            let Ok((LesMessage::TxStatus(status), _)) = reply else { continue };
-            let Some(entry) = status.statuses.first() else { continue };
-            match entry.status {
-                TxState::Pending | TxState::Queued | TxState::Included
-                    if entry.error.is_empty() =>
-                {
-                    accepted = true
+        let mut accepted = 0usize;
+        for round in 0..BUDGET_ROUNDS {
+            let replies = join_all(pending.iter().map(|peer| self.attempt(peer, &build))).await;
+            let mut busy = Vec::new();
+            for (peer, reply) in pending.iter().zip(replies) {
+                let status = match reply {
+                    Ok((LesMessage::TxStatus(status), _)) => status,
+                    Err(AttemptError::NotReady) => {
+                        busy.push(peer.clone());
+                        continue;
+                    }
+                    _ => continue,
+                };
+                let Some(entry) = status.statuses.first() else { continue };
+                match entry.status {
+                    TxState::Pending | TxState::Queued | TxState::Included
+                        if entry.error.is_empty() =>
+                    {
+                        accepted += 1
+                    }
+                    _ if !entry.error.is_empty() => refusals.push(entry.error.clone()),
+                    _ => {}
                 }
-                _ if !entry.error.is_empty() => refusals.push(entry.error.clone()),
-                _ => {}
             }
+            if busy.is_empty() || accepted >= TX_FANOUT || round + 1 == BUDGET_ROUNDS {
+                break;
+            }
+            pending = busy;
+            self.runtime.sleep(BUDGET_WAIT).await;
         }
-        if accepted {
+        if accepted > 0 {
             return Ok(hash);
         }
         match refusals.into_iter().next() {
@@ -835,25 +851,25 @@ impl<T: Transport, S: Store, R: Runtime> Inner<T, S, R> {
         }
     }
 
+    /// Asks the servers in turn (waiting for flow-control budget like any fetch) until one
+    /// reports the transaction included; `None` when every server that answered does not
+    /// know it as included. The location is a hint the caller verifies.
     async fn transaction_location(&self, hash: B256) -> ChainResult<Option<TxLookup>> {
-        let peers = self.ranked_peers();
-        if peers.is_empty() {
-            return Err(ClientError::Disconnected("no LES server connected".into()));
-        }
         let build =
             |request_id| LesMessage::GetTxStatus(GetTxStatus { request_id, tx_hashes: vec![hash] });
-        for peer in peers.iter().take(TX_FANOUT) {
-            let Ok((LesMessage::TxStatus(status), _)) = self.attempt(peer, &build).await else {
-                continue;
+        let check = |reply| {
+            let LesMessage::TxStatus(status) = reply else {
+                return Checked::Bad("not TxStatus".into());
             };
-            if let Some(entry) = status.statuses.first()
-                && entry.status == TxState::Included
-                && let Some(lookup) = entry.lookup
-            {
-                return Ok(Some(lookup));
+            match status.statuses.as_slice() {
+                [entry] => match (entry.status, entry.lookup) {
+                    (TxState::Included, Some(lookup)) => Checked::Good(lookup),
+                    _ => Checked::Absent,
+                },
+                other => Checked::Bad(format!("{} statuses for one transaction", other.len())),
             }
-        }
-        Ok(None)
+        };
+        self.fetch("transaction status", &build, &check).await
     }
 
     fn metrics(&self) -> Value {
