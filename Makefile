@@ -21,10 +21,16 @@ devnet:
 contracts:
 	node scripts/compile-contracts.mjs
 
+# Criterion benchmarks of the protocol core, the bridge and lesd; then the client natively over
+# TCP (anvil + 3 lesd) and the npm package in headless Chromium against a devnet it starts (needs
+# release lesd/les-bridge and pkg/ built; BENCH_RUNS, BENCH_IDLE_SECS, BENCH_JSON: see
+# scripts/bench-browser.mjs; writes target/bench/browser.json).
 bench:
 	cargo bench -p les --bench les_core
 	cargo bench -p les-bridge --bench relay
 	cargo bench -p lesd --bench lesd_bench
+	cargo bench -p ulc --bench client_bench
+	node scripts/bench-browser.mjs
 
 # Needs a nightly toolchain and cargo-fuzz; runs each target for FUZZ_SECONDS (default 60).
 fuzz:

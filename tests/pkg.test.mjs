@@ -9,13 +9,10 @@
 
 import assert from 'node:assert/strict';
 import { existsSync, readFileSync } from 'node:fs';
-import { createServer } from 'node:http';
-import { dirname, extname, join, normalize, relative, resolve, sep } from 'node:path';
+import { join } from 'node:path';
 import { test } from 'node:test';
-import { fileURLToPath } from 'node:url';
+import { PKG, servePkg } from '../scripts/serve-pkg.mjs';
 
-const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
-const PKG = join(ROOT, 'pkg');
 const CHROMIUM = '/usr/bin/chromium';
 const CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking',
   '--disable-component-update', '--disable-sync', '--no-first-run'];
@@ -40,27 +37,7 @@ function missing() {
   return null;
 }
 
-const TYPES = { '.html': 'text/html', '.js': 'text/javascript', '.wasm': 'application/wasm', '.json': 'application/json', '.ts': 'text/plain' };
-
-/** Serves pkg/ under /pkg/ and an empty page at /, on 127.0.0.1 (a secure context). */
-function serve() {
-  const server = createServer((req, res) => {
-    const path = decodeURIComponent(new URL(req.url, 'http://x').pathname);
-    if (path === '/') {
-      res.writeHead(200, { 'content-type': 'text/html' });
-      return res.end('<!doctype html><title>ulc pkg test</title>');
-    }
-    const file = normalize(join(PKG, path.replace(/^\/pkg\//, '/')));
-    const inside = relative(PKG, file);
-    if (!path.startsWith('/pkg/') || inside.startsWith('..') || inside.split(sep).includes('..') || !existsSync(file)) {
-      res.writeHead(404);
-      return res.end();
-    }
-    res.writeHead(200, { 'content-type': TYPES[extname(file)] ?? 'application/octet-stream' });
-    res.end(readFileSync(file));
-  });
-  return new Promise((ok) => server.listen(0, '127.0.0.1', () => ok(server)));
-}
+const serve = () => servePkg({ title: 'ulc pkg test' });
 
 test('the npm package works in Chromium as an EIP-1193 provider for the devnet', { timeout: 120_000 }, async (t) => {
   const why = missing();
