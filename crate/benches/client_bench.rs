@@ -5,6 +5,7 @@
 //!   store) to the first head confirmed by a fresh quorum;
 //! - per-method latency of provider requests (eth_chainId, eth_blockNumber, eth_getBalance,
 //!   eth_getBlockByNumber, eth_getCode, eth_getStorageAt, eth_getTransactionReceipt);
+//! - eth_call (DemoToken.balanceOf) cold and warm, with proof requests and rounds per call;
 //! - idle network bytes with three servers, over `ULC_BENCH_IDLE_SECS` (default 60),
 //!   extrapolated to an hour.
 //!
@@ -131,6 +132,62 @@ async fn bench() {
         report(name, &samples);
     }
 
+    // eth_call (revm over proven state): DemoToken.balanceOf, cold (a fresh provider, so
+    // an empty state cache: every proof and the code fetched) and warm (all cached).
+    let artifact: Value =
+        serde_json::from_str(include_str!("../../contracts/artifacts/DemoToken.json"))
+            .expect("artifact");
+    let deploy =
+        format!("{}{:064x}", artifact["bytecode"].as_str().expect("bytecode"), 1_000_000u64);
+    let deploy_tx =
+        anvil.rpc("eth_sendTransaction", json!([{"from": DEV_ADDRESS_0, "data": deploy}])).await;
+    anvil.mine(1).await;
+    let receipt = anvil.rpc("eth_getTransactionReceipt", json!([deploy_tx])).await;
+    let token = receipt["contractAddress"].as_str().expect("deployed").to_string();
+    let mined = common::quantity(&anvil.rpc("eth_blockNumber", json!([])).await);
+    while client.head().await.map(|head| head.header.number()).unwrap_or(0) < mined {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let holder = DEV_ADDRESS_0.trim_start_matches("0x").to_lowercase();
+    // At a fixed block: "latest" would move to a new block (whose state is fetched anew)
+    // with every head.
+    let at = format!("{mined:#x}");
+    let call = json!([{"to": token, "data": format!("0x70a08231{holder:0>64}")}, at]);
+    let mut cold = Vec::new();
+    let (mut proofs, mut rounds) = (0, 0);
+    for _ in 0..10 {
+        let fresh = Provider::new(client.clone());
+        let started = Instant::now();
+        fresh.request("eth_call", call.clone()).await.expect("cold eth_call");
+        cold.push(started.elapsed());
+        let stats = evm_stats(&fresh).await;
+        proofs += stats["proofRequests"].as_u64().unwrap_or(0);
+        rounds += stats["rounds"].as_u64().unwrap_or(0);
+    }
+    report("eth_call balanceOf, cold (empty state cache)", &cold);
+    println!(
+        "eth_call balanceOf, cold: {:.1} proof requests and {:.1} fetch rounds per call",
+        proofs as f64 / cold.len() as f64,
+        rounds as f64 / cold.len() as f64
+    );
+    let warm_provider = Provider::new(client.clone());
+    warm_provider.request("eth_call", call.clone()).await.expect("first eth_call");
+    let before = evm_stats(&warm_provider).await;
+    let mut warm = Vec::new();
+    for _ in 0..REQUESTS {
+        let started = Instant::now();
+        warm_provider.request("eth_call", call.clone()).await.expect("warm eth_call");
+        warm.push(started.elapsed());
+    }
+    let after = evm_stats(&warm_provider).await;
+    report("eth_call balanceOf, warm (state cached)", &warm);
+    println!(
+        "eth_call balanceOf, warm: {} proof requests over {} calls",
+        after["proofRequests"].as_u64().unwrap_or(0)
+            - before["proofRequests"].as_u64().unwrap_or(0),
+        warm.len()
+    );
+
     let idle_secs: u64 =
         std::env::var("ULC_BENCH_IDLE_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(60);
     let before = client.metrics();
@@ -149,6 +206,11 @@ async fn bench() {
     for server in servers {
         server.shutdown().await;
     }
+}
+
+/// The provider's `ulc_metrics.evm` counters.
+async fn evm_stats(provider: &Provider<NativeClient>) -> Value {
+    provider.request("ulc_metrics", json!([])).await.expect("metrics")["evm"].clone()
 }
 
 async fn start(config: &ClientConfig, store: MemoryStore) -> Rc<NativeClient> {

@@ -12,12 +12,14 @@
 //! - [`client`]: the core: one LES session per server, the ULC quorum, verified headers,
 //!   bodies, receipts, proofs and code, server choice by flow-control budget and value.
 //! - [`chain`]: the interface the provider is written against.
+//! - [`evm`]: revm over lazily fetched, proven state (`eth_call`, `eth_estimateGas`).
 //! - [`provider`]: EIP-1193 / EIP-1474 request handling over [`chain::Chain`].
 #![deny(missing_docs)]
 
 pub mod chain;
 pub mod client;
 pub mod config;
+pub mod evm;
 pub mod provider;
 pub mod runtime;
 pub mod store;

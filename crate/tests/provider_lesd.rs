@@ -90,6 +90,7 @@ fn provider_answers_equal_anvil() {
                 use futures_util::StreamExt;
                 while let Some(event) = events.next().await {
                     provider.handle_event(&event);
+                    tokio::task::spawn_local(provider.process());
                 }
             })
         };

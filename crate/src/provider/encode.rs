@@ -322,26 +322,30 @@ impl TxFacts {
 /// than guessed.
 pub fn blob_gas_price(chain_id: u64, header: &SealedHeader) -> Option<u128> {
     let excess = header.header().excess_blob_gas?;
+    Some(blob_params(chain_id, header.header().timestamp)?.calc_blob_fee(excess))
+}
+
+/// The blob parameters in force at `timestamp`, where the chain's blob schedule is known
+/// (mainnet: the latest fork active then that sets them); `None` elsewhere.
+pub fn blob_params(chain_id: u64, timestamp: u64) -> Option<BlobParams> {
     if chain_id != les::msg::MAINNET_NETWORK_ID {
         return None;
     }
-    let timestamp = header.header().timestamp;
-    // The latest fork active at the block that sets blob parameters.
-    let params =
-        les::msg::MAINNET_TIME_FORKS.iter().rev().filter(|(_, time)| timestamp >= *time).find_map(
-            |(name, _)| match *name {
-                "Cancun" => Some(BlobParams::cancun()),
-                "Prague" => Some(BlobParams::prague()),
-                "Osaka" => Some(BlobParams::osaka()),
-                "BPO1" => Some(BlobParams::bpo1()),
-                "BPO2" => Some(BlobParams::bpo2()),
-                _ => None,
-            },
-        )?;
-    Some(params.calc_blob_fee(excess))
+    les::msg::MAINNET_TIME_FORKS.iter().rev().filter(|(_, time)| timestamp >= *time).find_map(
+        |(name, _)| match *name {
+            "Cancun" => Some(BlobParams::cancun()),
+            "Prague" => Some(BlobParams::prague()),
+            "Osaka" => Some(BlobParams::osaka()),
+            "BPO1" => Some(BlobParams::bpo1()),
+            "BPO2" => Some(BlobParams::bpo2()),
+            _ => None,
+        },
+    )
 }
 
-fn log_object(log: &Log, ctx: &TxContext, tx_hash: B256, log_index: u64) -> Value {
+/// A log object as receipts, `eth_getLogs`, filters and `logs` subscriptions carry it:
+/// `logIndex` counts across the block, `transactionIndex` is `ctx.index`, `removed: false`.
+pub fn log_object(log: &Log, ctx: &TxContext, tx_hash: B256, log_index: u64) -> Value {
     json!({
         "address": data(log.address),
         "topics": log.topics().iter().map(data).collect::<Vec<_>>(),

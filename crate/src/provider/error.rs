@@ -31,6 +31,9 @@ pub mod codes {
     /// Ours: a server sent data that failed verification, so there is no answer rather than
     /// an unverified one. `data` is `{server, reason}`.
     pub const VERIFICATION_FAILED: i64 = -32050;
+    /// geth's code for a call that reverted (`eth_call`, `eth_estimateGas`): message
+    /// "execution reverted[: reason]", `data` the revert bytes.
+    pub const EXECUTION_REVERTED: i64 = 3;
     /// EIP-1193: the method needs an account, and this provider has none (read-only).
     pub const UNAUTHORIZED: i64 = 4100;
     /// EIP-1193: the provider does not support the method.

@@ -12,10 +12,15 @@
 //! `null` for block getters and -32000 "header not found" for state methods.
 //!
 //! Single-threaded (`Rc`); the provider spawns nothing: the embedding layer feeds it each
-//! [`ClientEvent`] from [`Chain::events`] through [`Provider::handle_event`].
+//! [`ClientEvent`] from [`Chain::events`] through [`Provider::handle_event`], then spawns
+//! [`Provider::process`] (the receipts `logs` subscriptions need for a new head).
 
+pub mod call;
 pub mod encode;
 pub mod error;
+pub mod fees;
+pub mod filters;
+pub mod logs;
 pub mod params;
 #[cfg(test)]
 mod tests;
@@ -69,10 +74,14 @@ type Notifier = Rc<dyn Fn(ProviderNotice)>;
 struct State {
     /// IDs of the live `newHeads` subscriptions, in creation order.
     new_heads: RefCell<Vec<String>>,
+    /// Polled filters and `logs` subscriptions ([`filters`]).
+    filters: filters::FilterState,
     next_subscription: Cell<u64>,
     notifier: RefCell<Option<Notifier>>,
     /// Whether the last notice sent was `connect` (so each transition is told once).
     connected: Cell<bool>,
+    /// The EVM of `eth_call` & co.: its state caches and counters ([`call`]).
+    evm: Rc<crate::evm::Evm>,
 }
 
 /// An EIP-1193 provider over a verified [`Chain`].
@@ -143,7 +152,18 @@ impl<C: Chain> Provider<C> {
             }
             _ => Vec::new(),
         };
+        if let ClientEvent::NewHead(header) = event {
+            self.state.filters.on_new_head(header);
+        }
         self.notify(notices);
+    }
+
+    /// The asynchronous part of handling events: the `logs` subscriptions' receipts for the
+    /// newest head (see [`filters::process`]). The embedding layer runs it after each
+    /// [`Provider::handle_event`] (spawned, so other events are not held up); it returns at
+    /// once when there is nothing to do or another run is under way.
+    pub fn process(&self) -> LocalBoxFuture<'static, ()> {
+        filters::process(self.clone())
     }
 
     /// Answers one EIP-1193 request with its bare result. `params` is an array, `null` for
@@ -225,11 +245,16 @@ impl<C: Chain> Provider<C> {
                 let mut subscriptions = self.state.new_heads.borrow_mut();
                 let before = subscriptions.len();
                 subscriptions.retain(|live| live != id);
-                done(Ok(Value::Bool(subscriptions.len() != before)))
+                let logs = self.state.filters.unsubscribe_logs(id);
+                done(Ok(Value::Bool(subscriptions.len() != before || logs)))
             }
             "ulc_metrics" => {
                 p.arity(0, 0)?;
-                done(Ok(chain.metrics()))
+                let mut metrics = chain.metrics();
+                if let Value::Object(map) = &mut metrics {
+                    map.insert("evm".into(), self.state.evm.stats().to_json());
+                }
+                done(Ok(metrics))
             }
             "ulc_status" => {
                 p.arity(0, 0)?;
@@ -373,6 +398,13 @@ impl<C: Chain> Provider<C> {
                 .boxed_local()
             }
 
+            // Local execution over proven state.
+            "eth_call" => call::eth_call(chain, self.state.evm.clone(), &p)?,
+            "eth_estimateGas" => call::eth_estimate_gas(chain, self.state.evm.clone(), &p)?,
+            "eth_createAccessList" => {
+                call::eth_create_access_list(chain, self.state.evm.clone(), &p)?
+            }
+
             // Transactions out.
             "eth_sendRawTransaction" => {
                 p.arity(1, 1)?;
@@ -391,6 +423,18 @@ impl<C: Chain> Provider<C> {
                 }
                 async move { Ok(data(chain.send_raw_transaction(raw).await?)) }.boxed_local()
             }
+
+            // Logs, filters and fees ([`logs`], [`filters`], [`fees`]).
+            "eth_getLogs" => logs::get_logs(chain, &p)?,
+            "eth_newFilter" => filters::new_filter(self, &p)?,
+            "eth_newBlockFilter" => filters::new_block_filter(self, &p)?,
+            "eth_newPendingTransactionFilter" => filters::new_pending_transaction_filter(&p)?,
+            "eth_getFilterChanges" => filters::filter_changes(self, &p)?,
+            "eth_getFilterLogs" => filters::filter_logs(self, &p)?,
+            "eth_uninstallFilter" => filters::uninstall(self, &p)?,
+            "eth_feeHistory" => fees::fee_history(chain, &p)?,
+            "eth_maxPriorityFeePerGas" => fees::max_priority_fee(chain, &p)?,
+            "eth_gasPrice" => fees::gas_price(chain, &p)?,
             _ => return Err(RpcError::unsupported_method(method)),
         };
         Ok(future)
@@ -408,12 +452,15 @@ impl<C: Chain> Provider<C> {
                 self.state.new_heads.borrow_mut().push(id.clone());
                 Ok(Value::String(id))
             }
-            Some("logs") => Err(RpcError::new(
-                codes::METHOD_NOT_SUPPORTED,
-                "eth_subscribe logs is not supported yet",
-            )),
+            Some("logs") => {
+                let n = self.state.next_subscription.get() + 1;
+                self.state.next_subscription.set(n);
+                let id = format!("0x{n:032x}");
+                self.state.filters.subscribe_logs(id.clone(), p.get(1))?;
+                Ok(Value::String(id))
+            }
             _ => Err(RpcError::invalid_params(format!(
-                "invalid subscription type {kind}: only \"newHeads\" is supported"
+                "invalid subscription type {kind}: only \"newHeads\" and \"logs\" are supported"
             ))),
         }
     }

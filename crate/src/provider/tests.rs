@@ -899,7 +899,9 @@ fn local_methods_and_refusals() {
     );
     assert_eq!(call(&provider, "eth_accounts", json!([])), Ok(json!([])));
     assert_eq!(call(&provider, "eth_blockNumber", json!([])), Ok(json!("0x64")));
-    assert_eq!(call(&provider, "ulc_metrics", json!([])), Ok(json!({"requests": 3})));
+    let evm = json!({"calls": 0, "executions": 0, "rounds": 0, "proofRequests": 0,
+                     "codeRequests": 0, "headerRequests": 0});
+    assert_eq!(call(&provider, "ulc_metrics", json!([])), Ok(json!({"requests": 3, "evm": evm})));
     for method in [
         "eth_requestAccounts",
         "eth_sendTransaction",
@@ -1055,7 +1057,13 @@ fn new_heads_subscriptions_and_connection_notices() {
         ]
     );
 
-    assert_eq!(code_of(call(&provider, "eth_subscribe", json!(["logs", {}]))), -32004);
+    assert_eq!(
+        code_of(call(&provider, "eth_subscribe", json!(["logs", {"fromBlock": "0x1"}]))),
+        -32602
+    );
+    let logs = call(&provider, "eth_subscribe", json!(["logs", {"topics": [null]}]));
+    let logs = logs.expect("logs subscription");
+    assert_eq!(call(&provider, "eth_unsubscribe", json!([logs])), Ok(json!(true)));
     assert_eq!(
         code_of(call(&provider, "eth_subscribe", json!(["newPendingTransactions"]))),
         -32602

@@ -206,6 +206,9 @@ impl WasmClient {
         wasm_bindgen_futures::spawn_local(async move {
             while let Some(event) = events.next().await {
                 pump_runtime.time(|| pump_provider.handle_event(&event));
+                // Log subscriptions fetch receipts for a new head; spawned so the pump
+                // keeps delivering events meanwhile.
+                wasm_bindgen_futures::spawn_local(pump_provider.process());
             }
         });
         Ok(WasmClient { client, provider, runtime, sink, storage })
