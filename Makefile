@@ -1,11 +1,15 @@
 # The two commands a newcomer needs: `make demo` and `make test`. `make bench` measures.
-.PHONY: test demo demo-core devnet contracts bench fuzz
+.PHONY: test demo demo-core devnet pkg contracts bench fuzz
 
 test:
 	bash scripts/test.sh
 
-# The local devnet (below) is the demo.
-demo: devnet
+# The local devnet (below) with the demo dapp, which loads the npm package from pkg/.
+demo: pkg devnet
+
+# The npm package (ulc-light-client) into pkg/: wasm, JS glue, wrapper, types.
+pkg:
+	bash scripts/build-pkg.sh
 
 # The protocol core alone: three LES servers and a ULC client over TCP in one process.
 demo-core:

@@ -8,7 +8,8 @@
 //     transactions, receipts and logs
 //   + three lesd in front of anvil (own datadir and node key each, under <dir>/lesd-N)
 //   + one les-bridge that allows exactly those three
-//   + a static web server for www/ that also serves /devnet.json
+//   + a static web server for www/ that also serves /devnet.json and the npm package (pkg/)
+//     under /pkg/
 //
 // It writes <dir>/devnet.json (default dir: target/devnet), the page's one source of truth:
 //   chainId, rpcUrl (anvil), wwwUrl, fraction (ULC trust threshold, %), genesisHash, blockTime,
@@ -296,9 +297,13 @@ const MIME_TYPES = {
   '.txt': 'text/plain; charset=utf-8',
 };
 
-/** Serves www/ read-only, plus /devnet.json from memory; never anything outside www/. */
+/**
+ * Serves www/ read-only, the npm package (pkg/) under /pkg/, plus /devnet.json from memory;
+ * never anything outside www/ and pkg/.
+ */
 function startWebServer(port, devnetJson) {
   const wwwRoot = join(ROOT, 'www');
+  const pkgRoot = join(ROOT, 'pkg');
   const server = createHttpServer((req, res) => {
     const send = (status, type, body) => {
       res.writeHead(status, { 'content-type': type, 'cache-control': 'no-store' });
@@ -313,8 +318,10 @@ function startWebServer(port, devnetJson) {
     }
     if (path === '/devnet.json') return send(200, MIME_TYPES['.json'], devnetJson());
     if (path.endsWith('/')) path += 'index.html';
-    const file = normalize(join(wwwRoot, path));
-    const inside = relative(wwwRoot, file);
+    const isPkg = path === '/pkg' || path.startsWith('/pkg/');
+    const root = isPkg ? pkgRoot : wwwRoot;
+    const file = normalize(join(root, isPkg ? path.slice('/pkg'.length) : path));
+    const inside = relative(root, file);
     if (inside.startsWith('..') || isAbsolute(inside) || inside.split(sep).includes('..')) {
       return send(404, 'text/plain', 'not found\n');
     }

@@ -602,7 +602,7 @@ fn outcome(result: ExecutionResult) -> CallOutcome {
     }
 }
 
-/// geth's message for a revert: "execution reverted", with ": <reason>" when the data is
+/// geth's message for a revert: "execution reverted", with `": <reason>"` when the data is
 /// an ABI `Error(string)`.
 pub fn revert_message(output: &[u8]) -> String {
     match revert_reason(output) {

@@ -3,6 +3,9 @@
 //! [`Chain::code`], so every value the EVM reads is proven against the block's state root
 //! (or checked against its code hash) before it is used.
 //!
+//! [`Chain::account`]: crate::chain::Chain::account
+//! [`Chain::code`]: crate::chain::Chain::code
+//!
 //! revm's [`revm::Database`] is synchronous and the proofs come over the network, so a call
 //! is *re-executed*: each run reads from a per-block cache through [`db::CallDb`], which
 //! answers what it lacks with a placeholder (an absent account, a zero slot, empty code) and
