@@ -21,16 +21,13 @@
 // or mined after the verified head: such a send is retried (a few times, after a pause).
 
 import assert from 'node:assert/strict';
-import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { PKG, servePkg } from '../scripts/serve-pkg.mjs';
+import { servePkg } from '../scripts/serve-pkg.mjs';
+import { CHROMIUM, CHROMIUM_ARGS, devnetJson, missing, providerConfig, skipUnless } from './support/browser.mjs';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
-const CHROMIUM = '/usr/bin/chromium';
-const CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking',
-  '--disable-component-update', '--disable-sync', '--no-first-run'];
 
 /** What the page imports from /libs.js: exactly the library entry points the test uses. */
 const LIBS_ENTRY = `
@@ -39,27 +36,7 @@ export { privateKeyToAccount } from 'viem/accounts';
 export { BrowserProvider, JsonRpcProvider, Contract, Wallet } from 'ethers';
 `;
 
-function devnetJson() {
-  if (process.env.ULC_DEVNET_JSON) return process.env.ULC_DEVNET_JSON;
-  const dir = process.env.ULC_DEVNET_DIR;
-  if (dir && existsSync(join(dir, 'devnet.json'))) return readFileSync(join(dir, 'devnet.json'), 'utf8');
-  return null;
-}
 
-/** Why the test cannot run here, or null. */
-function missing() {
-  if (!existsSync(join(PKG, 'ulc_bg.wasm')) || !existsSync(join(PKG, 'index.js'))) return 'pkg/ is not built (bash scripts/build-pkg.sh)';
-  if (!devnetJson()) return 'no devnet: set ULC_DEVNET_JSON or ULC_DEVNET_DIR (scripts/test.sh does)';
-  if (!existsSync(CHROMIUM)) return `${CHROMIUM} is missing (bash scripts/setup.sh installs it)`;
-  for (const name of ['playwright-core', 'esbuild', 'viem', 'ethers']) {
-    try {
-      import.meta.resolve(name);
-    } catch {
-      return `${name} is not installed (npm ci)`;
-    }
-  }
-  return null;
-}
 
 /** viem and ethers as one browser ES module, built in memory. */
 async function bundleLibs() {
@@ -395,20 +372,9 @@ async function pageEthersSend() {
 // --- the test ---------------------------------------------------------------------------------
 
 test('viem and ethers v6 on the provider agree with anvil in Chromium', { timeout: 600_000 }, async (t) => {
-  const why = missing();
-  if (why) {
-    if (process.env.CI === 'true') assert.fail(why);
-    t.skip(why);
-    return;
-  }
+  if (skipUnless(t, missing(['playwright-core', 'esbuild', 'viem', 'ethers']))) return;
   const devnet = JSON.parse(devnetJson());
-  const config = {
-    chainId: devnet.chainId,
-    genesisHash: devnet.genesisHash,
-    servers: devnet.servers.map((s) => ({ enode: s.enode, bridge: s.bridgeUrl })),
-    fraction: devnet.fraction,
-    storage: 'memory',
-  };
+  const config = providerConfig(devnet);
   const pageDevnet = { chainId: devnet.chainId, rpcUrl: devnet.rpcUrl, token: { address: devnet.token.address, abi: devnet.token.abi }, devAccounts: devnet.devAccounts.slice(0, 3) };
   const libsJs = await bundleLibs();
   const { chromium } = await import('playwright-core');

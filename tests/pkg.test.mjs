@@ -8,52 +8,19 @@
 // test skips with the reason, and fails under CI=true.
 
 import assert from 'node:assert/strict';
-import { existsSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { test } from 'node:test';
-import { PKG, servePkg } from '../scripts/serve-pkg.mjs';
+import { servePkg } from '../scripts/serve-pkg.mjs';
+import { CHROMIUM, CHROMIUM_ARGS, devnetJson, missing, providerConfig, skipUnless } from './support/browser.mjs';
 
-const CHROMIUM = '/usr/bin/chromium';
-const CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking',
-  '--disable-component-update', '--disable-sync', '--no-first-run'];
 
-function devnetJson() {
-  if (process.env.ULC_DEVNET_JSON) return process.env.ULC_DEVNET_JSON;
-  const dir = process.env.ULC_DEVNET_DIR;
-  if (dir && existsSync(join(dir, 'devnet.json'))) return readFileSync(join(dir, 'devnet.json'), 'utf8');
-  return null;
-}
 
-/** Why the test cannot run here, or null. */
-function missing() {
-  if (!existsSync(join(PKG, 'ulc_bg.wasm')) || !existsSync(join(PKG, 'index.js'))) return 'pkg/ is not built (bash scripts/build-pkg.sh)';
-  if (!devnetJson()) return 'no devnet: set ULC_DEVNET_JSON or ULC_DEVNET_DIR (scripts/test.sh does)';
-  if (!existsSync(CHROMIUM)) return `${CHROMIUM} is missing (bash scripts/setup.sh installs it)`;
-  try {
-    import.meta.resolve('playwright-core');
-  } catch {
-    return 'playwright-core is not installed (npm ci)';
-  }
-  return null;
-}
 
 const serve = () => servePkg({ title: 'ulc pkg test' });
 
 test('the npm package works in Chromium as an EIP-1193 provider for the devnet', { timeout: 120_000 }, async (t) => {
-  const why = missing();
-  if (why) {
-    if (process.env.CI === 'true') assert.fail(why);
-    t.skip(why);
-    return;
-  }
+  if (skipUnless(t, missing())) return;
   const devnet = JSON.parse(devnetJson());
-  const config = {
-    chainId: devnet.chainId,
-    genesisHash: devnet.genesisHash,
-    servers: devnet.servers.map((s) => ({ enode: s.enode, bridge: s.bridgeUrl })),
-    fraction: devnet.fraction,
-    storage: 'memory',
-  };
+  const config = providerConfig(devnet);
   const { chromium } = await import('playwright-core');
   const server = await serve();
   const browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS });
@@ -147,20 +114,9 @@ test('the npm package works in Chromium as an EIP-1193 provider for the devnet',
 });
 
 test('IndexedDB keeps the verified head across a page reload', { timeout: 120_000 }, async (t) => {
-  const why = missing();
-  if (why) {
-    if (process.env.CI === 'true') assert.fail(why);
-    t.skip(why);
-    return;
-  }
+  if (skipUnless(t, missing())) return;
   const devnet = JSON.parse(devnetJson());
-  const config = {
-    chainId: devnet.chainId,
-    genesisHash: devnet.genesisHash,
-    servers: devnet.servers.map((s) => ({ enode: s.enode, bridge: s.bridgeUrl })),
-    fraction: devnet.fraction,
-    storage: 'indexeddb',
-  };
+  const config = providerConfig(devnet, 'indexeddb');
   const { chromium } = await import('playwright-core');
   const server = await serve();
   // A fresh profile: an empty IndexedDB before the first load.

@@ -8,39 +8,22 @@
 // Without them the test skips with the reason, and fails under CI=true.
 
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
+import { CHROMIUM, CHROMIUM_ARGS, devnetJson, missing, skipUnless } from './support/browser.mjs';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
-const PKG = join(ROOT, 'pkg');
 const SCREENSHOT = join(ROOT, 'target', 'www-demo.png');
-const CHROMIUM = '/usr/bin/chromium';
-const CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking',
-  '--disable-component-update', '--disable-sync', '--no-first-run'];
 
-function devnetJson() {
-  if (process.env.ULC_DEVNET_JSON) return process.env.ULC_DEVNET_JSON;
-  const dir = process.env.ULC_DEVNET_DIR;
-  if (dir && existsSync(join(dir, 'devnet.json'))) return readFileSync(join(dir, 'devnet.json'), 'utf8');
-  return null;
-}
 
-/** Why the test cannot run here, or null. */
-function missing() {
-  if (!existsSync(join(PKG, 'ulc_bg.wasm')) || !existsSync(join(PKG, 'index.js'))) return 'pkg/ is not built (bash scripts/build-pkg.sh)';
-  const json = devnetJson();
-  if (!json) return 'no devnet: set ULC_DEVNET_DIR or ULC_DEVNET_JSON (scripts/test.sh does)';
-  const devnet = JSON.parse(json);
-  if (!devnet.wwwUrl || !devnet.servers?.length) return 'the devnet has no web server or no LES servers';
-  if (!existsSync(CHROMIUM)) return `${CHROMIUM} is missing (bash scripts/setup.sh installs it)`;
-  try {
-    import.meta.resolve('playwright-core');
-  } catch {
-    return 'playwright-core is not installed (npm ci)';
-  }
-  return null;
+/** Why the test cannot run here, or null: the package's needs, and a devnet with a web server. */
+function whyNot() {
+  const why = missing();
+  if (why) return why;
+  const devnet = JSON.parse(devnetJson());
+  return devnet.wwwUrl && devnet.servers?.length ? null : 'the devnet has no web server or no LES servers';
 }
 
 async function rpc(url, method, params = []) {
@@ -55,12 +38,7 @@ async function rpc(url, method, params = []) {
 }
 
 test('the demo dapp reaches a quorum head and shows what anvil answers', { timeout: 240_000 }, async (t) => {
-  const why = missing();
-  if (why) {
-    if (process.env.CI === 'true') assert.fail(why);
-    t.skip(why);
-    return;
-  }
+  if (skipUnless(t, whyNot())) return;
   const devnet = JSON.parse(devnetJson());
   const { chromium } = await import('playwright-core');
   const browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS });

@@ -12,27 +12,22 @@
 //! Not timed tests: nothing here asserts a figure.
 #![cfg(not(target_arch = "wasm32"))] // native: real lesd and anvil processes
 
-#[path = "../../server/tests/common/mod.rs"]
-mod common;
+#[path = "../tests/support/mod.rs"]
+mod support;
 
 use alloy_primitives::B256;
-use common::{Anvil, DEV_ADDRESS_0};
-use les::crypto::NodeKey;
 use serde_json::{Value, json};
-use std::rc::Rc;
 use std::str::FromStr;
 use std::time::{Duration, Instant};
+use support::common::{self, Anvil, DEV_ADDRESS_0};
+use support::{NativeClient, start_client as start, start_lesd};
 use ulc::chain::Chain;
-use ulc::client::Client;
 use ulc::config::{ClientConfig, ServerSpec, StorageKind};
-use ulc::native::{NativeTransport, TokioRuntime};
 use ulc::provider::Provider;
 use ulc::store::MemoryStore;
 
 const STARTS: usize = 7;
 const REQUESTS: usize = 50;
-
-type NativeClient = Client<NativeTransport, MemoryStore, TokioRuntime>;
 
 fn main() {
     let runtime =
@@ -211,28 +206,6 @@ async fn bench() {
 /// The provider's `ulc_metrics.evm` counters.
 async fn evm_stats(provider: &Provider<NativeClient>) -> Value {
     provider.request("ulc_metrics", json!([])).await.expect("metrics")["evm"].clone()
-}
-
-async fn start(config: &ClientConfig, store: MemoryStore) -> Rc<NativeClient> {
-    Client::start(config.resolve().expect("config"), NativeTransport, store, TokioRuntime::new())
-        .await
-        .expect("client")
-}
-
-async fn start_lesd(anvil_url: &str) -> lesd::daemon::Daemon {
-    let any_port = || "127.0.0.1:0".parse().expect("address");
-    lesd::daemon::Daemon::start(lesd::daemon::DaemonConfig {
-        upstream: anvil_url.to_string(),
-        datadir: None,
-        key: NodeKey::random().expect("rng"),
-        listen: any_port(),
-        ws: None,
-        metrics: None,
-        max_clients: 100,
-        poll_interval: Duration::from_millis(50),
-    })
-    .await
-    .expect("lesd starts")
 }
 
 fn report(name: &str, samples: &[Duration]) {

@@ -7,15 +7,12 @@
 
 mod support;
 
-use alloy_consensus::{SignableTransaction, TxEip1559};
-use alloy_eips::eip2718::Encodable2718;
-use alloy_primitives::{Address, Bytes, Signature, TxKind, U256, keccak256};
-use les::crypto::NodeKey;
+use alloy_primitives::{Address, Bytes, U256, keccak256};
 use serde_json::{Value, json};
 use std::rc::Rc;
 use std::str::FromStr;
 use support::adversary::{Adversary, Lie};
-use support::common::{self, Anvil, DEV_ADDRESS_0, DEV_ADDRESS_1, DEV_KEY_0, quantity};
+use support::common::{self, Anvil, DEV_ADDRESS_0, DEV_ADDRESS_1, quantity};
 use support::{Devnet, NativeClient, WAIT, hex, run, start_client, trusted};
 use ulc::chain::Chain;
 use ulc::provider::Provider;
@@ -107,25 +104,9 @@ async fn same_as_anvil(
 }
 
 fn sign(nonce: u64, to: &str, data: &str, gas: u64) -> String {
-    let tx = TxEip1559 {
-        chain_id: common::ANVIL_CHAIN_ID,
-        nonce,
-        gas_limit: gas,
-        max_fee_per_gas: 10_000_000_000,
-        max_priority_fee_per_gas: 1_000_000_000,
-        to: TxKind::Call(Address::from_str(to).expect("address")),
-        input: Bytes::from_str(data).expect("data"),
-        value: U256::ZERO,
-        ..Default::default()
-    };
-    let key = NodeKey::from_bytes(&DEV_KEY_0).expect("dev key");
-    let sig = key.sign_prehash(&tx.signature_hash());
-    let signature = Signature::new(
-        U256::from_be_slice(&sig[..32]),
-        U256::from_be_slice(&sig[32..64]),
-        sig[64] == 1,
-    );
-    format!("0x{}", alloy_primitives::hex::encode(tx.into_signed(signature).encoded_2718()))
+    let to = Address::from_str(to).expect("address");
+    let input = Bytes::from_str(data).expect("data");
+    format!("{}", common::dev_transaction(nonce, gas, to, U256::ZERO, input))
 }
 
 /// Sorted `[address, [keys]]` of an access-list result (anvil's order is a hash map's).

@@ -5,14 +5,11 @@
 
 mod support;
 
-use alloy_consensus::{SignableTransaction, TxEip1559};
-use alloy_eips::eip2718::Encodable2718;
-use alloy_primitives::{Address, B256, Bytes, Signature, TxKind, U256, keccak256};
-use les::crypto::NodeKey;
+use alloy_primitives::{Address, B256, Bytes, U256, keccak256};
 use serde_json::json;
 use std::str::FromStr;
 use std::time::{Duration, Instant};
-use support::common::{self, DEV_ADDRESS_0, DEV_ADDRESS_1, DEV_KEY_0, quantity};
+use support::common::{self, DEV_ADDRESS_0, DEV_ADDRESS_1, quantity};
 use support::{Devnet, NextEvent, WAIT, hex, run, start_client, trusted};
 use ulc::chain::{Chain, ClientEvent};
 use ulc::config::ServerSpec;
@@ -142,24 +139,14 @@ fn transaction_sent_mined_located_and_its_block_verified() {
         client.head().await.expect("head");
         let nonce =
             devnet.anvil.rpc("eth_getTransactionCount", json!([DEV_ADDRESS_0, "pending"])).await;
-        let tx = TxEip1559 {
-            chain_id: common::ANVIL_CHAIN_ID,
-            nonce: quantity(&nonce),
-            gas_limit: 21_000,
-            max_fee_per_gas: 10_000_000_000,
-            max_priority_fee_per_gas: 1_000_000_000,
-            to: TxKind::Call(Address::from_str(DEV_ADDRESS_1).expect("address")),
-            value: U256::from(12_345u64),
-            ..Default::default()
-        };
-        let key = NodeKey::from_bytes(&DEV_KEY_0).expect("dev key");
-        let sig = key.sign_prehash(&tx.signature_hash());
-        let signature = Signature::new(
-            U256::from_be_slice(&sig[..32]),
-            U256::from_be_slice(&sig[32..64]),
-            sig[64] == 1,
+        let to = Address::from_str(DEV_ADDRESS_1).expect("address");
+        let raw = common::dev_transaction(
+            quantity(&nonce),
+            21_000,
+            to,
+            U256::from(12_345u64),
+            Bytes::new(),
         );
-        let raw = Bytes::from(tx.into_signed(signature).encoded_2718());
         let hash = client.send_raw_transaction(raw.clone()).await.expect("sent");
         assert_eq!(hash, keccak256(&raw));
 

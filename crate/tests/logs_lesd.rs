@@ -12,7 +12,7 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 use support::adversary::{Adversary, Lie};
 use support::common::{DEV_ADDRESS_0, DEV_ADDRESS_1, DEV_ADDRESS_2, quantity};
-use support::{Devnet, NativeClient, WAIT, run, start_client, trusted};
+use support::{Devnet, NativeClient, WAIT, assert_same, run, start_client, trusted};
 use ulc::chain::Chain;
 use ulc::provider::{Provider, ProviderNotice};
 use ulc::store::MemoryStore;
@@ -20,31 +20,6 @@ use ulc::store::MemoryStore;
 const TRANSFER: &str = "0xddf252ad1be2c89b69c2b068fc378daa952ba7f163c4a11628f55a4df523b3ef";
 const APPROVAL: &str = "0x8c5be1e5ebec7d5bd14f71427d1e84f3dd0314c0f7b2291e5b200ac8c7c3b925";
 const GWEI: u64 = 1_000_000_000;
-
-/// Every field of `ours` must be in `theirs` with the same value (hex compared without
-/// case), recursively; arrays must have equal lengths.
-fn assert_same(path: &str, ours: &Value, theirs: &Value) {
-    match (ours, theirs) {
-        (Value::Object(a), Value::Object(b)) => {
-            for (key, value) in a {
-                let other = b.get(key).unwrap_or_else(|| {
-                    panic!("{path}.{key}: anvil has no such field (ours: {value})")
-                });
-                assert_same(&format!("{path}.{key}"), value, other);
-            }
-        }
-        (Value::Array(a), Value::Array(b)) => {
-            assert_eq!(a.len(), b.len(), "{path}: lengths differ: ours {ours}, anvil {theirs}");
-            for (index, (x, y)) in a.iter().zip(b).enumerate() {
-                assert_same(&format!("{path}[{index}]"), x, y);
-            }
-        }
-        (Value::String(a), Value::String(b)) => {
-            assert_eq!(a.to_lowercase(), b.to_lowercase(), "{path}")
-        }
-        _ => assert_eq!(ours, theirs, "{path}"),
-    }
-}
 
 /// An address as a 32-byte topic.
 fn topic(address: &str) -> String {

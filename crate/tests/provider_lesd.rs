@@ -6,72 +6,21 @@
 
 mod support;
 
-use alloy_consensus::{SignableTransaction, TxEip1559};
-use alloy_eips::eip2718::Encodable2718;
-use alloy_primitives::{Address, Signature, TxKind, U256};
-use les::crypto::NodeKey;
+use alloy_primitives::{Address, Bytes, U256};
 use serde_json::{Value, json};
 use std::cell::RefCell;
 use std::rc::Rc;
 use std::str::FromStr;
 use std::time::Instant;
-use support::common::{self, DEV_ADDRESS_0, DEV_ADDRESS_1, DEV_KEY_0, quantity};
-use support::{Devnet, WAIT, run, start_client};
+use support::common::{self, DEV_ADDRESS_0, DEV_ADDRESS_1, quantity};
+use support::{Devnet, WAIT, assert_same, run, start_client};
 use ulc::chain::Chain;
 use ulc::provider::{Provider, ProviderNotice};
 use ulc::store::MemoryStore;
 
-/// Every field of `ours` must be in `theirs` with the same value (hex compared without
-/// case), recursively.
-///
-/// Except a block's `size`: anvil leaves the (empty) withdrawals list out of the RLP it
-/// measures, one byte less than the block's real encoding, which mainnet's recorded sizes
-/// confirm (the provider's unit tests check `size` against them).
-fn assert_same(path: &str, ours: &Value, theirs: &Value) {
-    match (ours, theirs) {
-        (Value::Object(a), Value::Object(b)) => {
-            for (key, value) in a {
-                if key == "size" && a.contains_key("withdrawalsRoot") {
-                    continue;
-                }
-                let other = b.get(key).unwrap_or_else(|| {
-                    panic!("{path}.{key}: anvil has no such field (ours: {value})")
-                });
-                assert_same(&format!("{path}.{key}"), value, other);
-            }
-        }
-        (Value::Array(a), Value::Array(b)) => {
-            assert_eq!(a.len(), b.len(), "{path}: lengths differ");
-            for (index, (x, y)) in a.iter().zip(b).enumerate() {
-                assert_same(&format!("{path}[{index}]"), x, y);
-            }
-        }
-        (Value::String(a), Value::String(b)) => {
-            assert_eq!(a.to_lowercase(), b.to_lowercase(), "{path}")
-        }
-        _ => assert_eq!(ours, theirs, "{path}"),
-    }
-}
-
 fn signed_transfer(nonce: u64, value: u64) -> String {
-    let tx = TxEip1559 {
-        chain_id: common::ANVIL_CHAIN_ID,
-        nonce,
-        gas_limit: 21_000,
-        max_fee_per_gas: 10_000_000_000,
-        max_priority_fee_per_gas: 1_000_000_000,
-        to: TxKind::Call(Address::from_str(DEV_ADDRESS_1).expect("address")),
-        value: U256::from(value),
-        ..Default::default()
-    };
-    let key = NodeKey::from_bytes(&DEV_KEY_0).expect("dev key");
-    let sig = key.sign_prehash(&tx.signature_hash());
-    let signature = Signature::new(
-        U256::from_be_slice(&sig[..32]),
-        U256::from_be_slice(&sig[32..64]),
-        sig[64] == 1,
-    );
-    format!("0x{}", alloy_primitives::hex::encode(tx.into_signed(signature).encoded_2718()))
+    let to = Address::from_str(DEV_ADDRESS_1).expect("address");
+    format!("{}", common::dev_transaction(nonce, 21_000, to, U256::from(value), Bytes::new()))
 }
 
 #[test]

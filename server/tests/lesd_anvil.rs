@@ -5,12 +5,9 @@
 mod common;
 mod lesd_client;
 
-use alloy_consensus::{SignableTransaction, TxEip1559};
-use alloy_eips::eip2718::Encodable2718;
-use alloy_primitives::{Address, B256, Bytes, Signature, TxKind, U256, keccak256};
-use common::{Anvil, DEV_ADDRESS_0, DEV_ADDRESS_1, DEV_KEY_0, quantity};
+use alloy_primitives::{Address, B256, Bytes, U256, keccak256};
+use common::{Anvil, DEV_ADDRESS_0, DEV_ADDRESS_1, quantity};
 use les::chain::{BlockBody, BlockReceipts, NodeSet, SealedHeader, verify_chain};
-use les::crypto::NodeKey;
 use les::msg::{
     AccountKey, AnnounceType, BlockHashOrNumber, CodeRequest, GetBlockBodies, GetBlockHeaders,
     GetContractCodes, GetProofsV2, GetReceipts, GetTxStatus, LesMessage, LesVersion, ProofRequest,
@@ -329,25 +326,8 @@ async fn a_transaction_sent_over_les_is_mined_and_reported_included() {
 
     let nonce =
         quantity(&anvil.rpc("eth_getTransactionCount", json!([DEV_ADDRESS_0, "latest"])).await);
-    let tx = TxEip1559 {
-        chain_id: common::ANVIL_CHAIN_ID,
-        nonce,
-        gas_limit: 21_000,
-        max_fee_per_gas: 10_000_000_000,
-        max_priority_fee_per_gas: 1_000_000_000,
-        to: TxKind::Call(Address::from_str(DEV_ADDRESS_1).expect("address")),
-        value: U256::from(7u64),
-        ..Default::default()
-    };
-    let key = NodeKey::from_bytes(&DEV_KEY_0).expect("dev key");
-    let sig = key.sign_prehash(&tx.signature_hash());
-    let signature = Signature::new(
-        U256::from_be_slice(&sig[..32]),
-        U256::from_be_slice(&sig[32..64]),
-        sig[64] == 1,
-    );
-    let signed = tx.into_signed(signature);
-    let raw = signed.encoded_2718();
+    let to = Address::from_str(DEV_ADDRESS_1).expect("address");
+    let raw = common::dev_transaction(nonce, 21_000, to, U256::from(7u64), Bytes::new());
     let tx_hash = keccak256(&raw);
     // Typed transactions travel as an RLP byte string.
     let item = Bytes::from(alloy_rlp::encode(&raw[..]));

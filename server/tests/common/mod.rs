@@ -230,3 +230,36 @@ pub fn temp_dir(name: &str) -> PathBuf {
     std::fs::create_dir_all(&dir).expect("create temp dir");
     dir
 }
+
+/// An EIP-1559 transaction from [`DEV_ADDRESS_0`] on anvil's chain (10 gwei fee cap, 1 gwei
+/// tip), signed with its key: the EIP-2718 bytes `eth_sendRawTransaction` takes.
+pub fn dev_transaction(
+    nonce: u64,
+    gas_limit: u64,
+    to: alloy_primitives::Address,
+    value: alloy_primitives::U256,
+    input: alloy_primitives::Bytes,
+) -> alloy_primitives::Bytes {
+    use alloy_consensus::{SignableTransaction, TxEip1559};
+    use alloy_eips::eip2718::Encodable2718;
+    use alloy_primitives::{Signature, TxKind, U256};
+    let tx = TxEip1559 {
+        chain_id: ANVIL_CHAIN_ID,
+        nonce,
+        gas_limit,
+        max_fee_per_gas: 10_000_000_000,
+        max_priority_fee_per_gas: 1_000_000_000,
+        to: TxKind::Call(to),
+        value,
+        input,
+        ..Default::default()
+    };
+    let key = les::crypto::NodeKey::from_bytes(&DEV_KEY_0).expect("dev key");
+    let sig = key.sign_prehash(&tx.signature_hash());
+    let signature = Signature::new(
+        U256::from_be_slice(&sig[..32]),
+        U256::from_be_slice(&sig[32..64]),
+        sig[64] == 1,
+    );
+    tx.into_signed(signature).encoded_2718().into()
+}
