@@ -58,6 +58,7 @@ ULC_DEVNET_JSON="$(cat "$devnet_dir/devnet.json")" CHROMEDRIVER=/usr/bin/chromed
 
 echo "== npm package (scripts/build-pkg.sh)"
 BUILD_PKG_NO_SETUP=1 bash scripts/build-pkg.sh
+bash scripts/build-extension.sh
 
 echo "== node tests (contract artifact, devnet, npm package in Chromium)"
 ULC_DEVNET_DIR="$devnet_dir" node --test tests/ 2>&1 | tee -a "$log"
