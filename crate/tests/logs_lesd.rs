@@ -13,7 +13,6 @@ use std::time::{Duration, Instant};
 use support::adversary::{Adversary, Lie};
 use support::common::{DEV_ADDRESS_0, DEV_ADDRESS_1, DEV_ADDRESS_2, quantity};
 use support::{Devnet, NativeClient, WAIT, assert_same, run, start_client, trusted};
-use ulc::chain::Chain;
 use ulc::provider::{Provider, ProviderNotice};
 use ulc::store::MemoryStore;
 
@@ -53,21 +52,7 @@ struct Harness {
 
 impl Harness {
     async fn start(client: Rc<NativeClient>) -> Self {
-        let provider = Provider::new(client.clone());
-        let notices: Rc<RefCell<Vec<ProviderNotice>>> = Rc::default();
-        let sink = notices.clone();
-        provider.set_notifier(Box::new(move |notice| sink.borrow_mut().push(notice)));
-        let pump = {
-            let provider = provider.clone();
-            let mut events = client.events();
-            tokio::task::spawn_local(async move {
-                use futures_util::StreamExt;
-                while let Some(event) = events.next().await {
-                    provider.handle_event(&event);
-                    tokio::task::spawn_local(provider.process());
-                }
-            })
-        };
+        let (provider, notices, pump) = support::start_provider(&client);
         Self { client, provider, notices, pump }
     }
 

@@ -8,14 +8,11 @@ mod support;
 
 use alloy_primitives::{Address, Bytes, U256};
 use serde_json::{Value, json};
-use std::cell::RefCell;
-use std::rc::Rc;
 use std::str::FromStr;
 use std::time::Instant;
 use support::common::{self, DEV_ADDRESS_0, DEV_ADDRESS_1, quantity};
 use support::{Devnet, WAIT, assert_same, run, start_client};
-use ulc::chain::Chain;
-use ulc::provider::{Provider, ProviderNotice};
+use ulc::provider::ProviderNotice;
 use ulc::store::MemoryStore;
 
 fn signed_transfer(nonce: u64, value: u64) -> String {
@@ -28,21 +25,7 @@ fn provider_answers_equal_anvil() {
     run(async {
         let devnet = Devnet::start(3).await;
         let client = start_client(&devnet.config(75), MemoryStore::new()).await;
-        let provider = Provider::new(client.clone());
-        let notices: Rc<RefCell<Vec<ProviderNotice>>> = Rc::default();
-        let sink = notices.clone();
-        provider.set_notifier(Box::new(move |notice| sink.borrow_mut().push(notice)));
-        let pump = {
-            let provider = provider.clone();
-            let mut events = client.events();
-            tokio::task::spawn_local(async move {
-                use futures_util::StreamExt;
-                while let Some(event) = events.next().await {
-                    provider.handle_event(&event);
-                    tokio::task::spawn_local(provider.process());
-                }
-            })
-        };
+        let (provider, notices, pump) = support::start_provider(&client);
         let ask = |method: &'static str, params: Value| {
             let provider = provider.clone();
             async move {

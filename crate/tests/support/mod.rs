@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 use std::rc::Rc;
 use std::str::FromStr;
 use std::time::Duration;
-use ulc::chain::ClientEvent;
+use ulc::chain::{Chain, ClientEvent};
 use ulc::client::Client;
 use ulc::config::{ClientConfig, ServerSpec, StorageKind};
 use ulc::native::{NativeTransport, TokioRuntime};
@@ -185,4 +185,28 @@ pub fn assert_same(path: &str, ours: &Value, theirs: &Value) {
         }
         _ => assert_eq!(ours, theirs, "{path}"),
     }
+}
+
+/// Notices a provider sent, in order.
+pub type Notices = Rc<std::cell::RefCell<Vec<ulc::provider::ProviderNotice>>>;
+
+/// The provider over `client`, with the event pump the embedding layer runs (each event to
+/// `handle_event`, then `process` spawned) and every notice it sends collected.
+pub fn start_provider(
+    client: &Rc<NativeClient>,
+) -> (ulc::provider::Provider<NativeClient>, Notices, tokio::task::JoinHandle<()>) {
+    use futures_util::StreamExt;
+    let provider = ulc::provider::Provider::new(client.clone());
+    let notices: Notices = Rc::default();
+    let sink = notices.clone();
+    provider.set_notifier(Box::new(move |notice| sink.borrow_mut().push(notice)));
+    let mut events = client.events();
+    let pumped = provider.clone();
+    let pump = tokio::task::spawn_local(async move {
+        while let Some(event) = events.next().await {
+            pumped.handle_event(&event);
+            tokio::task::spawn_local(pumped.process());
+        }
+    });
+    (provider, notices, pump)
 }
