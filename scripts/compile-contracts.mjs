@@ -1,13 +1,14 @@
 #!/usr/bin/env node
-// Compiles contracts/DemoToken.sol with the solc pinned in package.json (npm `solc`, a wasm
-// build, so no system compiler is involved) and writes contracts/artifacts/DemoToken.json.
+// Compiles the contracts in contracts/ (DemoToken, PaymentChannel) with the solc pinned in
+// package.json (npm `solc`, a wasm build, so no system compiler is involved) and writes
+// contracts/artifacts/<Name>.json for each.
 //
-// The artifact is committed so the devnet needs no compiler at run time; `--check` recompiles
-// and exits non-zero when the committed artifact differs, so CI notices a stale artifact or a
-// compiler that is not the pinned one.
+// The artifacts are committed so the devnet and the tests need no compiler at run time;
+// `--check` recompiles and exits non-zero when a committed artifact differs, so CI notices a
+// stale artifact or a compiler that is not the pinned one.
 //
-//   node scripts/compile-contracts.mjs          # (re)write the artifact
-//   node scripts/compile-contracts.mjs --check  # verify the committed artifact
+//   node scripts/compile-contracts.mjs          # (re)write the artifacts
+//   node scripts/compile-contracts.mjs --check  # verify the committed artifacts
 
 import { readFileSync, writeFileSync, mkdirSync } from 'node:fs';
 import { createRequire } from 'node:module';
@@ -17,10 +18,16 @@ import { fileURLToPath } from 'node:url';
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const require = createRequire(import.meta.url);
 
-/** The contract this script builds and where its artifact lives. */
-export const CONTRACT = 'DemoToken';
-export const SOURCE_PATH = 'contracts/DemoToken.sol';
-export const ARTIFACT_PATH = 'contracts/artifacts/DemoToken.json';
+/**
+ * The contracts this script builds and where their artifacts live. Each is compiled on its own
+ * (one source per solc run), so adding a contract cannot change another one's metadata hash
+ * and thus its bytecode.
+ */
+export const CONTRACTS = ['DemoToken', 'PaymentChannel'].map((name) => ({
+  name,
+  source: `contracts/${name}.sol`,
+  artifact: `contracts/artifacts/${name}.json`,
+}));
 
 // Fixed compiler settings: part of the artifact, so a change shows up in `--check`.
 // evmVersion is pinned rather than left to the compiler default so that a solc bump alone
@@ -33,8 +40,8 @@ const SETTINGS = {
   },
 };
 
-/** Compiles the contract and returns the artifact text exactly as it is committed. */
-export function compileArtifact() {
+/** Compiles one of CONTRACTS and returns its artifact text exactly as it is committed. */
+export function compileArtifact({ name: CONTRACT, source: SOURCE_PATH } = CONTRACTS[0]) {
   const solc = require('solc');
   const pinned = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')).devDependencies.solc;
   const version = solc.version();
@@ -46,7 +53,7 @@ export function compileArtifact() {
   const output = JSON.parse(solc.compile(JSON.stringify(input)));
   const problems = (output.errors ?? []).filter((e) => e.severity === 'error' || e.type === 'Warning');
   if (problems.length > 0) {
-    // Warnings count too: a demo contract has no excuse for them.
+    // Warnings count too: contracts this small have no excuse for them.
     throw new Error(`solc reported:\n${problems.map((e) => e.formattedMessage).join('\n')}`);
   }
   const contract = output.contracts?.[SOURCE_PATH]?.[CONTRACT];
@@ -69,26 +76,32 @@ export function compileArtifact() {
 
 function main() {
   const check = process.argv.includes('--check');
-  const fresh = compileArtifact();
-  const target = join(root, ARTIFACT_PATH);
-  if (check) {
+  let stale = 0;
+  for (const contract of CONTRACTS) {
+    const fresh = compileArtifact(contract);
+    const target = join(root, contract.artifact);
+    if (!check) {
+      mkdirSync(dirname(target), { recursive: true });
+      writeFileSync(target, fresh);
+      console.log(`wrote ${contract.artifact}`);
+      continue;
+    }
     let committed;
     try {
       committed = readFileSync(target, 'utf8');
     } catch (err) {
-      console.error(`${ARTIFACT_PATH} is missing (${err.code}): run \`make contracts\``);
-      process.exit(1);
+      console.error(`${contract.artifact} is missing (${err.code}): run \`make contracts\``);
+      stale++;
+      continue;
     }
     if (committed !== fresh) {
-      console.error(`${ARTIFACT_PATH} differs from a fresh compile of ${SOURCE_PATH}: run \`make contracts\` and commit`);
-      process.exit(1);
+      console.error(`${contract.artifact} differs from a fresh compile of ${contract.source}: run \`make contracts\` and commit`);
+      stale++;
+      continue;
     }
-    console.log(`${ARTIFACT_PATH} matches a fresh compile`);
-    return;
+    console.log(`${contract.artifact} matches a fresh compile`);
   }
-  mkdirSync(dirname(target), { recursive: true });
-  writeFileSync(target, fresh);
-  console.log(`wrote ${ARTIFACT_PATH}`);
+  if (stale > 0) process.exit(1);
 }
 
 if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
