@@ -1,6 +1,7 @@
 // The extension's service worker: runs the ULC client (ulc/index.js, copied from pkg/ by
 // scripts/build-extension.sh) with the configuration in chrome.storage.local and answers the
 // pages' EIP-1193 requests, which relay.js forwards over a chrome.runtime port per page.
+// A page's port first gets the wrap setting (config.js), and again whenever it changes.
 // Events (connect, disconnect, chainChanged) go back to every connected port; `message`
 // (eth_subscription) only to the page that made the subscription.
 //
@@ -10,7 +11,7 @@
 // it again and the IndexedDB store resumes the verified head at once.
 
 import { createProvider } from './ulc/index.js';
-import { CONFIG_KEY, loadConfig } from './config.js';
+import { CONFIG_KEY, WRAP_KEY, loadConfig, loadWrap } from './config.js';
 
 const EVENTS = ['connect', 'disconnect', 'chainChanged', 'message'];
 const ports = new Set();
@@ -67,8 +68,22 @@ async function restart() {
   return provider();
 }
 
+/** Tells `targets` (ports) the wrap setting; inpage.js announces wraps only while it is on. */
+async function sendSettings(targets) {
+  const wrap = await loadWrap();
+  for (const port of targets) {
+    try {
+      port.postMessage({ type: 'settings', wrap });
+    } catch {
+      ports.delete(port);
+    }
+  }
+}
+
 chrome.storage.onChanged.addListener((changes, area) => {
-  if (area === 'local' && CONFIG_KEY in changes) restart().catch(() => {});
+  if (area !== 'local') return;
+  if (CONFIG_KEY in changes) restart().catch(() => {});
+  if (WRAP_KEY in changes) sendSettings(ports).catch(() => {});
 });
 
 async function answer({ method, params }) {
@@ -98,9 +113,12 @@ chrome.runtime.onConnect.addListener((port) => {
       answer({ method: 'eth_unsubscribe', params: [id] }).catch(() => {});
     }
   });
+  // The settings go first, so a page knows whether to wrap its wallet before any answer.
+  const settled = sendSettings([port]).catch(() => {});
   port.onMessage.addListener(async (msg) => {
     if (msg?.type !== 'request') return;
     const reply = await answer(msg);
+    await settled;
     if (msg.method === 'eth_subscribe' && typeof reply.result === 'string') subscriptions.set(reply.result, port);
     if (msg.method === 'eth_unsubscribe' && reply.result === true) subscriptions.delete(msg.params?.[0]);
     try {

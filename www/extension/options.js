@@ -1,7 +1,8 @@
 // The options page: edits the configuration in chrome.storage.local (config.js); the service
-// worker restarts the client whenever it changes.
+// worker restarts the client whenever it changes. The wrap checkbox is saved at once (it
+// does not restart the client).
 
-import { loadConfig, saveConfig } from './config.js';
+import { loadConfig, loadWrap, saveConfig, saveWrap } from './config.js';
 
 const $ = (id) => document.getElementById(id);
 
@@ -13,7 +14,14 @@ function parseServers(text) {
   });
 }
 
+$('wrap').addEventListener('change', () => {
+  saveWrap($('wrap').checked).catch((error) => {
+    $('status').textContent = error.message;
+  });
+});
+
 async function show() {
+  $('wrap').checked = await loadWrap();
   const config = await loadConfig();
   if (!config) return;
   $('servers').value = config.servers.map((s) => [s.enode, s.bridge].filter(Boolean).join(' ')).join('\n');
