@@ -4,6 +4,8 @@
 //
 //   anvil (a fresh dev chain, a block every DEVNET_BLOCK_TIME s)
 //   + DemoToken (ERC-20, contracts/artifacts/DemoToken.json) deployed from dev account 0
+//   + PaymentChannel (contracts/artifacts/PaymentChannel.json, the service model's payment
+//     channels, minimum lifetime 10 min) deployed from dev account 0
 //   + a trickle of transactions (an ETH and a token transfer per block time) so blocks carry
 //     transactions, receipts and logs
 //   + three lesd in front of anvil (own datadir and node key each, under <dir>/lesd-N)
@@ -15,6 +17,7 @@
 //   chainId, rpcUrl (anvil), wwwUrl, fraction (ULC trust threshold, %), genesisHash, blockTime,
 //   token {address, name, symbol, decimals, totalSupply (decimal string), deployer,
 //          deployBlock, artifact (path), abi (inline)},
+//   paymentChannel {address, minLifetime (s), deployBlock, artifact (path)},
 //   devAccounts [{address, privateKey}] (anvil's public test keys), bridgeUrl,
 //   servers [{enode, bridgeUrl: ws://BRIDGE/HOST:PORT, tcp, log}], processes [{name, pid}].
 // Then it prints the www URL and runs until SIGINT/SIGTERM, which stop the LES servers and the
@@ -48,6 +51,10 @@ const ULC_FRACTION_PERCENT = 75;
 
 /** The token: 1,000,000 DEMO with 18 decimals, all minted to dev account 0. */
 const TOKEN_ARTIFACT = 'contracts/artifacts/DemoToken.json';
+/** The payment-channel contract of the service model (docs/service-model.md). */
+const CHANNEL_ARTIFACT = 'contracts/artifacts/PaymentChannel.json';
+/** Its minimum channel lifetime on the devnet, in seconds (mainnet deployments use days). */
+const CHANNEL_MIN_LIFETIME = 600n;
 const TOKEN_SUPPLY = 1_000_000n * 10n ** 18n;
 
 /** Per trickle tick: 0.01 ETH and 1..9 DEMO move between dev accounts. */
@@ -352,17 +359,32 @@ function build(config) {
   if (!config.skipLes) run('cargo', ['build', '--release', '--locked', '-p', 'lesd', '-p', 'les-bridge']);
 }
 
-async function deployToken(rpcUrl, deployer) {
-  const artifact = JSON.parse(readFileSync(join(ROOT, TOKEN_ARTIFACT), 'utf8'));
-  // Constructor(uint256 supply): the argument is one ABI word after the creation code.
-  const data = `${artifact.bytecode}${word(TOKEN_SUPPLY)}`;
+/**
+ * Whether on-chain code is the artifact's runtime code. solc leaves immutables (set by the
+ * constructor) as zero words in `deployedBytecode`, so only zero bytes may differ.
+ */
+function isDeployedCode(code, deployedBytecode) {
+  if (code.length !== deployedBytecode.length) return false;
+  for (let i = 2; i < code.length; i += 2) {
+    const expected = deployedBytecode.slice(i, i + 2);
+    if (code.slice(i, i + 2) !== expected && expected !== '00') return false;
+  }
+  return true;
+}
+
+/** Deploys a compiled artifact with ABI-encoded constructor words and checks the code landed. */
+async function deployContract(rpcUrl, deployer, artifactPath, constructorWords) {
+  const artifact = JSON.parse(readFileSync(join(ROOT, artifactPath), 'utf8'));
+  const data = `${artifact.bytecode}${constructorWords.join('')}`;
   const hash = await rpc(rpcUrl, 'eth_sendTransaction', [{ from: deployer, data }]);
   const receipt = await waitForReceipt(rpcUrl, hash);
   if (receipt.status !== '0x1' || !receipt.contractAddress) {
-    throw new DevnetError(`DemoToken deployment ${hash} failed (status ${receipt.status})`);
+    throw new DevnetError(`${artifact.contractName ?? artifactPath} deployment ${hash} failed (status ${receipt.status})`);
   }
   const code = await rpc(rpcUrl, 'eth_getCode', [receipt.contractAddress, 'latest']);
-  if (code !== artifact.deployedBytecode) throw new DevnetError(`code at ${receipt.contractAddress} is not DemoToken's`);
+  if (!isDeployedCode(code, artifact.deployedBytecode)) {
+    throw new DevnetError(`code at ${receipt.contractAddress} is not ${artifactPath}'s`);
+  }
   return { artifact, address: receipt.contractAddress, block: Number(receipt.blockNumber), tx: hash };
 }
 
@@ -559,8 +581,13 @@ async function main() {
     const devAccounts = readDevAccounts(anvilConfigPath, accounts);
 
     say('deploying DemoToken');
-    const token = await deployToken(rpcUrl, accounts[0]);
+    // Constructor(uint256 supply).
+    const token = await deployContract(rpcUrl, accounts[0], TOKEN_ARTIFACT, [word(TOKEN_SUPPLY)]);
     say(`DemoToken at ${token.address} (block ${token.block})`);
+    say('deploying PaymentChannel');
+    // Constructor(uint64 minLifetime): short on the devnet so tests can reach expiry.
+    const channel = await deployContract(rpcUrl, accounts[0], CHANNEL_ARTIFACT, [word(CHANNEL_MIN_LIFETIME)]);
+    say(`PaymentChannel at ${channel.address} (block ${channel.block})`);
     if (stopping) return;
     stopTrickle = startTrickle(rpcUrl, accounts, token, config.blockTime * 1000);
 
@@ -598,6 +625,12 @@ async function main() {
         artifact: TOKEN_ARTIFACT,
         abi: token.artifact.abi,
       },
+      paymentChannel: {
+        address: channel.address,
+        minLifetime: Number(CHANNEL_MIN_LIFETIME),
+        deployBlock: channel.block,
+        artifact: CHANNEL_ARTIFACT,
+      },
       // anvil's well-known test keys (public knowledge; worthless off this devnet), so a page
       // can sign transactions and send them through LES.
       devAccounts,
@@ -617,6 +650,7 @@ async function main() {
       `  www          ${wwwUrl}`,
       `  rpc          ${rpcUrl}`,
       `  token        ${token.address}`,
+      `  channels     ${channel.address}`,
       ...les.servers.map((s) => `  ${s.name.padEnd(12)} ${s.enode}`),
       ...(les.bridgeUrl ? [`  bridge       ${les.bridgeUrl}`] : []),
       `  devnet.json  ${devnetPath}`,

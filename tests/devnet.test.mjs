@@ -35,8 +35,8 @@ async function rpc(url, method, params = []) {
   return body.result;
 }
 
-function call(rpcUrl, to, signature, args = '') {
-  const selector = ARTIFACT.methodIdentifiers[signature];
+function call(rpcUrl, to, signature, args = '', artifact = ARTIFACT) {
+  const selector = artifact.methodIdentifiers[signature];
   assert.ok(selector, `artifact has no selector for ${signature}`);
   return rpc(rpcUrl, 'eth_call', [{ to, data: `0x${selector}${args}` }, 'latest']);
 }
@@ -196,6 +196,12 @@ async function assertChainAndToken(devnet) {
   assert.deepEqual(devnet.devAccounts.map((a) => a.address), await rpc(devnet.rpcUrl, 'eth_accounts'));
   assert.equal(devnet.devAccounts[0].address, devnet.token.deployer);
   assert.ok(devnet.devAccounts.every((a) => /^0x[0-9a-f]{64}$/.test(a.privateKey)), 'dev keys listed');
+
+  // The payment-channel contract of the service model, with the devnet's short minimum lifetime.
+  const channelArtifact = JSON.parse(readFileSync(join(ROOT, devnet.paymentChannel.artifact), 'utf8'));
+  const channelCode = await rpc(devnet.rpcUrl, 'eth_getCode', [devnet.paymentChannel.address, 'latest']);
+  assert.equal(channelCode.length, channelArtifact.deployedBytecode.length, 'PaymentChannel runtime code deployed');
+  assert.equal(BigInt(await call(devnet.rpcUrl, devnet.paymentChannel.address, 'MIN_LIFETIME()', '', channelArtifact)), BigInt(devnet.paymentChannel.minLifetime));
 
   // Blocks advance and the trickle puts transfers with Transfer logs into them.
   const first = Number(await rpc(devnet.rpcUrl, 'eth_blockNumber'));
