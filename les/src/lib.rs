@@ -27,6 +27,7 @@ pub mod crypto;
 pub mod flow;
 pub mod msg;
 pub mod p2p;
+pub mod pay;
 pub mod rlpx;
 pub mod session;
 pub mod time;

@@ -1078,6 +1078,47 @@ impl Session {
         self.send_les(&LesMessage::Announce(message)).map_err(|_| CallError::TooLarge)
     }
 
+    /// (Server) gives the client new flow-control parameters (a capacity change: MRR =
+    /// capacity, BL = capacity × [`BUF_LIMIT_RATIO`](crate::flow::BUF_LIMIT_RATIO)) and tells
+    /// it in a parameter-only Announce carrying `flowControl/BL` and `flowControl/MRR`.
+    ///
+    /// An increase applies at once; a decrease is enforced [`PARAM_DECREASE_DELAY`] later
+    /// (the [`ClientBuffer`] schedules it), so requests the client sent under the old
+    /// allowance before it heard of the change are not overruns. The client lowers its
+    /// estimate as soon as the Announce arrives. The Announce has the zero head (geth's
+    /// `announceData{Update: ...}`): a client takes it as a parameter update whatever
+    /// announcement type it asked for, and does not see it as a head. Nothing is sent when
+    /// the parameters in force are already these and no decrease is pending.
+    ///
+    /// [`PARAM_DECREASE_DELAY`]: crate::flow::PARAM_DECREASE_DELAY
+    pub fn update_capacity(
+        &mut self,
+        buffer_limit: u64,
+        min_recharge: u64,
+        now: Timestamp,
+    ) -> Result<(), CallError> {
+        use crate::msg::{KvList, keys};
+        if !self.is_established() {
+            return Err(CallError::NotEstablished);
+        }
+        let Some(Side::Server { buffer, .. }) = &mut self.side else {
+            return Err(CallError::WrongRole);
+        };
+        let params = buffer.params();
+        if params.buffer_limit == buffer_limit
+            && params.min_recharge == min_recharge
+            && buffer.next_capacity_change().is_none()
+        {
+            return Ok(());
+        }
+        buffer.update_capacity(buffer_limit, min_recharge, now);
+        let mut update = KvList::new();
+        update.insert(keys::FLOW_CONTROL_BL, &buffer_limit);
+        update.insert(keys::FLOW_CONTROL_MRR, &min_recharge);
+        self.send_les(&LesMessage::Announce(Announce::parameter_update(update)))
+            .map_err(|_| CallError::TooLarge)
+    }
+
     /// Sends a message of a further negotiated capability (`code` relative to its offset).
     pub fn send_capability_message(
         &mut self,
