@@ -1,10 +1,20 @@
-//! A whole lesd in one value: upstream, head follower, listeners and metrics, started
-//! together and shut down together. The `lesd` binary is this plus the command line; tests
-//! and benchmarks run it in-process on OS-chosen ports.
+//! A whole lesd in one value: upstream, head follower, listeners and metrics, the service
+//! model (client pool, payment receivers, redeemer, admin endpoint), started together and
+//! shut down together. The `lesd` binary is this plus the command line; tests and
+//! benchmarks run it in-process on OS-chosen ports.
+//!
+//! [`Daemon::start`] runs the service model with its defaults (free service only, no admin
+//! endpoint); [`Daemon::start_with`] takes a [`ServiceConfig`].
 
 use crate::follow::{Follower, HeadReceiver};
 use crate::metrics::Metrics;
 use crate::node::{Node, NodeConfig};
+use crate::pay::chain::{ChainError, ChannelContract, PayeeKey};
+use crate::pay::channel::{ChannelConfig, ChannelReceiver, ConfigError};
+use crate::pay::ledger::{Ledger, LedgerError};
+use crate::pay::receiver::Receivers;
+use crate::pay::redeem::{RedeemConfig, Redeemer};
+use crate::pay::service::{PayService, ServiceConfig};
 use crate::serve::Server;
 use crate::store::{Store, StoreError};
 use crate::upstream::{Upstream, UpstreamError};
@@ -12,6 +22,7 @@ use les::crypto::{CryptoError, Enode, NodeKey};
 use les::session::ServeOffer;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -67,6 +78,18 @@ pub enum StartError {
     /// The upstream could not be reached or answered nonsense.
     #[error("upstream: {0}")]
     Upstream(#[from] UpstreamError),
+    /// The payment ledger could not be opened or read.
+    #[error("payment ledger: {0}")]
+    Ledger(#[from] LedgerError),
+    /// Payments were configured without a data directory for the ledger.
+    #[error("payments need a data directory for the payment ledger")]
+    PaymentsNeedDatadir,
+    /// The payee key could not be loaded.
+    #[error("payee key: {0}")]
+    PayeeKey(#[source] Box<ChainError>),
+    /// The channel receiver's settings are unusable.
+    #[error("payment channel settings: {0}")]
+    Channel(#[from] ConfigError),
     /// A listener could not be bound.
     #[error("listen on {addr}: {source}")]
     Listen {
@@ -87,6 +110,8 @@ pub struct Daemon {
     ws_addr: Option<SocketAddr>,
     metrics_addr: Option<SocketAddr>,
     upstream: Upstream,
+    service: Option<PayService>,
+    admin_addr: Option<SocketAddr>,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -99,8 +124,17 @@ async fn bind(addr: SocketAddr) -> Result<(TcpListener, SocketAddr), StartError>
 }
 
 impl Daemon {
-    /// Connects to the upstream, binds every listener and starts serving.
+    /// Connects to the upstream, binds every listener and starts serving, with the service
+    /// model's defaults.
     pub async fn start(config: DaemonConfig) -> Result<Self, StartError> {
+        Self::start_with(config, ServiceConfig::default()).await
+    }
+
+    /// [`Daemon::start`] with the service model configured by `service`.
+    pub async fn start_with(
+        config: DaemonConfig,
+        service_config: ServiceConfig,
+    ) -> Result<Self, StartError> {
         let store = config.datadir.as_deref().map(Store::open).transpose()?;
         let upstream = Upstream::connect(&config.upstream, store).await?;
         let metrics = Metrics::new();
@@ -122,16 +156,40 @@ impl Daemon {
             ServeOffer::ARCHIVE,
         );
         node_config.max_clients = config.max_clients;
+        let mut tasks = Vec::new();
+        let service = if service_config.enabled {
+            let service = start_service(&config, &service_config, &upstream, &metrics)?;
+            node_config.flow = service.initial_flow();
+            Some(service)
+        } else {
+            None
+        };
         let node = Node::new(
             node_config,
             server,
             heads.clone(),
             upstream.genesis().clone(),
             metrics.clone(),
+            service.clone(),
             shutdown_rx.clone(),
         );
         let (listener, local_addr) = bind(config.listen).await?;
-        let mut tasks = Vec::new();
+        if let Some(service) = &service {
+            tasks.push(tokio::spawn(service.clone().run(shutdown_rx.clone())));
+        }
+        let admin_addr = match (&service, service_config.admin) {
+            (Some(service), Some(addr)) => {
+                let (listener, local) = bind(addr).await?;
+                tasks.push(tokio::spawn(crate::pay::admin::serve(
+                    service.clone(),
+                    listener,
+                    shutdown_rx.clone(),
+                )));
+                tracing::info!(%local, "admin API listening");
+                Some(local)
+            }
+            _ => None,
+        };
         let metrics_addr = match config.metrics {
             Some(addr) => {
                 let (listener, local) = bind(addr).await?;
@@ -161,9 +219,21 @@ impl Daemon {
             ws_addr,
             metrics_addr,
             upstream,
+            service,
+            admin_addr,
             shutdown,
             tasks,
         })
+    }
+
+    /// The admin endpoint's address, if any.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin_addr
+    }
+
+    /// The service model, if it runs.
+    pub fn service(&self) -> Option<&PayService> {
+        self.service.as_ref()
     }
 
     /// The enode URL clients dial.
@@ -216,7 +286,56 @@ impl Daemon {
         if tokio::time::timeout(SHUTDOWN_GRACE, self.node.wait_for_clients()).await.is_err() {
             tracing::warn!(left = self.node.connections(), "clients still open at shutdown");
         }
+        // After the clients: their last charges are in the pool, so they are in the final
+        // checkpoint.
+        if let Some(service) = &self.service {
+            service.shutdown().await;
+        }
     }
+}
+
+/// The pool, its ledger (under the data directory) and the payment receivers.
+fn start_service(
+    config: &DaemonConfig,
+    service_config: &ServiceConfig,
+    upstream: &Upstream,
+    metrics: &Metrics,
+) -> Result<PayService, StartError> {
+    let ledger = config.datadir.as_deref().map(Ledger::open).transpose()?;
+    let service =
+        PayService::new(service_config, config.max_clients, ledger.clone(), metrics.clone())?;
+    let mut receivers = Receivers::new();
+    let mut terms = None;
+    if let Some(payment) = &service_config.payment {
+        let ledger = ledger.ok_or(StartError::PaymentsNeedDatadir)?;
+        let key = PayeeKey::load_or_create(&payment.payee_key)
+            .map_err(|error| StartError::PayeeKey(Box::new(error)))?;
+        let contract = ChannelContract::new(upstream.clone(), payment.contract);
+        let receiver = ChannelReceiver::new(
+            ChannelConfig {
+                payee: key.address(),
+                confirmations: payment.confirmations,
+                accept_margin: payment.accept_margin,
+                rate: service_config.tokens_per_wei,
+                min_deposit: payment.min_deposit,
+                cache_ttl: Duration::from_secs(10),
+            },
+            contract.clone(),
+            ledger.clone(),
+            service.balance_sink(),
+        )?;
+        terms = Some(receiver.terms());
+        receivers.insert(Arc::new(receiver));
+        tracing::info!(payee = %key.address(), contract = %payment.contract, "accepting channel cheques");
+        let redeem =
+            RedeemConfig { redeem_margin: payment.redeem_margin, ..RedeemConfig::default() };
+        // Not among the tasks shutdown waits for: it stops on its handle's shutdown, which
+        // the service sends after the clients are gone.
+        let (handle, _task) = Redeemer::new(redeem, ledger, contract, key).spawn();
+        service.set_redeemer(handle);
+    }
+    service.set_receivers(receivers, terms);
+    Ok(service)
 }
 
 /// Reads the node key (64 hex characters, optional `0x`) from `path`, or creates a random

@@ -9,6 +9,9 @@
 //! - [`follow`]: follows the upstream's head and signs one announcement per new head.
 //! - [`node`]: the TCP (and WebSocket) listener and one task per client session.
 //! - [`metrics`]: Prometheus metrics.
+//! - [`pay`]: the service model: the client pool's driver and `lespay/1` ([`pay::service`]),
+//!   the payment ledger, payment receivers, channel reads, cheque redemption, and the admin
+//!   JSON-RPC endpoint ([`pay::admin`]).
 //! - [`daemon`]: all of the above started and stopped as one (the `lesd` binary, tests).
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
@@ -17,6 +20,7 @@ pub mod daemon;
 pub mod follow;
 pub mod metrics;
 pub mod node;
+pub mod pay;
 pub mod serve;
 pub mod store;
 pub mod upstream;

@@ -28,6 +28,12 @@ struct RequestLabel {
     request: &'static str,
 }
 
+/// The label of payment outcomes.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabel {
+    outcome: &'static str,
+}
+
 /// Every lesd metric.
 #[derive(Debug, Clone)]
 pub struct Metrics {
@@ -40,6 +46,14 @@ pub struct Metrics {
     announcements: Counter,
     upstream_errors: Counter,
     head: Gauge,
+    pool_active: Gauge,
+    pool_priority_capacity: Gauge,
+    pool_total_capacity: Gauge,
+    pool_connected_capacity: Gauge,
+    pool_rejected: Counter,
+    pool_kicks: Counter,
+    payments: Family<OutcomeLabel, Counter>,
+    tokens_credited: Counter,
 }
 
 impl Default for Metrics {
@@ -80,6 +94,50 @@ impl Metrics {
         );
         let head = Gauge::default();
         registry.register("head_number", "Number of the announced head block", head.clone());
+        let pool_active = Gauge::default();
+        registry.register(
+            "pool_active_clients",
+            "Clients active in the client pool (holding capacity)",
+            pool_active.clone(),
+        );
+        let pool_priority_capacity = Gauge::default();
+        registry.register(
+            "pool_priority_capacity",
+            "Capacity held by clients with a positive (paid) balance (updated every checkpoint)",
+            pool_priority_capacity.clone(),
+        );
+        let pool_total_capacity = Gauge::default();
+        registry.register(
+            "pool_total_capacity",
+            "Capacity the pool may hand out now (cost units per ms)",
+            pool_total_capacity.clone(),
+        );
+        let pool_connected_capacity = Gauge::default();
+        registry.register(
+            "pool_connected_capacity",
+            "Capacity held by active clients (cost units per ms)",
+            pool_connected_capacity.clone(),
+        );
+        let pool_rejected = Counter::default();
+        registry.register(
+            "pool_rejected",
+            "Clients refused admission to the pool (disconnected with TooManyPeers)",
+            pool_rejected.clone(),
+        );
+        let pool_kicks = Counter::default();
+        registry.register(
+            "pool_kicks",
+            "Active clients deactivated by the pool (disconnected with TooManyPeers)",
+            pool_kicks.clone(),
+        );
+        let payments = Family::<OutcomeLabel, Counter>::default();
+        registry.register("payments", "lespay Pay messages, by outcome", payments.clone());
+        let tokens_credited = Counter::default();
+        registry.register(
+            "tokens_credited",
+            "Service tokens credited by payments and operator credit",
+            tokens_credited.clone(),
+        );
         Self {
             registry: Arc::new(registry),
             clients,
@@ -90,7 +148,73 @@ impl Metrics {
             announcements,
             upstream_errors,
             head,
+            pool_active,
+            pool_priority_capacity,
+            pool_total_capacity,
+            pool_connected_capacity,
+            pool_rejected,
+            pool_kicks,
+            payments,
+            tokens_credited,
         }
+    }
+
+    /// The client pool's state now.
+    pub fn set_pool(&self, pool: &crate::pay::service::PoolGauges) {
+        let gauge = |value: u64| i64::try_from(value).unwrap_or(i64::MAX);
+        self.pool_active.set(gauge(u64::try_from(pool.active).unwrap_or(u64::MAX)));
+        self.pool_total_capacity.set(gauge(pool.total_capacity));
+        self.pool_connected_capacity.set(gauge(pool.connected_capacity));
+    }
+
+    /// The capacity paid clients hold.
+    pub fn set_priority_capacity(&self, capacity: u64) {
+        self.pool_priority_capacity.set(i64::try_from(capacity).unwrap_or(i64::MAX));
+    }
+
+    /// Clients active in the pool now.
+    pub fn pool_active(&self) -> i64 {
+        self.pool_active.get()
+    }
+
+    /// Capacity held by active clients now.
+    pub fn pool_connected_capacity(&self) -> i64 {
+        self.pool_connected_capacity.get()
+    }
+
+    /// A client was refused admission.
+    pub fn client_rejected(&self) {
+        self.pool_rejected.inc();
+    }
+
+    /// Clients refused admission so far.
+    pub fn clients_rejected(&self) -> u64 {
+        self.pool_rejected.get()
+    }
+
+    /// An active client was kicked.
+    pub fn client_kicked(&self) {
+        self.pool_kicks.inc();
+    }
+
+    /// Clients kicked so far.
+    pub fn clients_kicked(&self) -> u64 {
+        self.pool_kicks.get()
+    }
+
+    /// A Pay message ended with `outcome` ("accepted" or "rejected").
+    pub fn payment(&self, outcome: &'static str) {
+        self.payments.get_or_create(&OutcomeLabel { outcome }).inc();
+    }
+
+    /// Pay messages with `outcome` so far.
+    pub fn payments(&self, outcome: &'static str) -> u64 {
+        self.payments.get_or_create(&OutcomeLabel { outcome }).get()
+    }
+
+    /// Tokens were credited.
+    pub fn tokens_credited(&self, tokens: u64) {
+        self.tokens_credited.inc_by(tokens);
     }
 
     /// A client connected (`true`) or left (`false`).
@@ -216,5 +340,18 @@ mod tests {
         assert!(text.contains("lesd_requests_total{request=\"GetBlockHeaders\"} 1"), "{text}");
         assert!(text.contains("lesd_head_number 42"), "{text}");
         assert!(text.contains("lesd_upstream_errors_total 0"), "{text}");
+        metrics.set_pool(&crate::pay::service::PoolGauges {
+            active: 2,
+            total_capacity: 32_000,
+            connected_capacity: 16_000,
+        });
+        metrics.client_kicked();
+        metrics.payment("accepted");
+        let text = metrics.render();
+        assert!(text.contains("lesd_pool_active_clients 2"), "{text}");
+        assert!(text.contains("lesd_pool_total_capacity 32000"), "{text}");
+        assert!(text.contains("lesd_pool_connected_capacity 16000"), "{text}");
+        assert!(text.contains("lesd_pool_kicks_total 1"), "{text}");
+        assert!(text.contains("lesd_payments_total{outcome=\"accepted\"} 1"), "{text}");
     }
 }

@@ -9,6 +9,12 @@
 //! - every write has a timeout; a client that does not read its replies is dropped;
 //! - flow control (Stop/Resume, les/2 disconnection) is the session's.
 //!
+//! With the service model on ([`crate::pay::service`]), every established client is admitted
+//! to the client pool or disconnected with TooManyPeers, its served requests are charged,
+//! `lespay/1` is offered beside LES and its requests answered, and the pool's capacity
+//! changes reach the session's flow control (and the client, as a parameter update and a
+//! lespay `CapacityUpdate`); a client the pool deactivates is told and disconnected.
+//!
 //! New heads come from the [`crate::follow::Follower`] through a `watch` channel: each task
 //! announces the latest head (signed once by the follower) to its client, in the form the
 //! client asked for. Right after the Status exchange the current head is announced too,
@@ -16,6 +22,7 @@
 
 use crate::follow::{HeadReceiver, HeadUpdate};
 use crate::metrics::Metrics;
+use crate::pay::service::{AdmitError, ClientHandle, Command, LespayOutcome, PayService};
 use crate::serve::{Served, Server};
 use futures_util::stream::{FuturesOrdered, StreamExt};
 use les::announce::AnnouncedHead;
@@ -24,6 +31,7 @@ use les::crypto::{Enode, NodeKey};
 use les::flow::{FlowParams, RequestTicket};
 use les::msg::{ForkSchedule, LesVersion, MAINNET_GENESIS_HASH};
 use les::p2p::DisconnectReason;
+use les::pay::messages::{LESPAY, LespayMessage};
 use les::session::{Event, Role, ServeOffer, ServerConfig, Session, SessionConfig};
 use les::time::Timestamp;
 use les_bridge::WsByteStream;
@@ -64,7 +72,8 @@ pub struct NodeConfig {
     pub network_id: u64,
     /// Genesis hash and fork schedule (fork ID).
     pub fork_schedule: ForkSchedule,
-    /// Flow-control parameters per client.
+    /// Flow-control parameters per client at connection (the service model's minimum
+    /// capacity when it runs; the pool changes them later).
     pub flow: FlowParams,
     /// What data is served.
     pub offer: ServeOffer,
@@ -117,6 +126,7 @@ struct Shared {
     heads: HeadReceiver,
     genesis: SealedHeader,
     metrics: Metrics,
+    service: Option<PayService>,
     shutdown: watch::Receiver<bool>,
     started: Instant,
     /// Connection tasks alive (handshaking or established).
@@ -128,14 +138,16 @@ struct Shared {
 type InFlight = Pin<Box<dyn Future<Output = (RequestTicket, Option<Served>)> + Send>>;
 
 impl Node {
-    /// A node serving with `server`, announcing what `heads` publishes, until `shutdown`
-    /// turns true.
+    /// A node serving with `server`, announcing what `heads` publishes, admitting clients
+    /// through `service` (none: everyone gets `config.flow`, nothing is charged), until
+    /// `shutdown` turns true.
     pub fn new(
         config: NodeConfig,
         server: Server,
         heads: HeadReceiver,
         genesis: SealedHeader,
         metrics: Metrics,
+        service: Option<PayService>,
         shutdown: watch::Receiver<bool>,
     ) -> Self {
         Self {
@@ -145,6 +157,7 @@ impl Node {
                 heads,
                 genesis,
                 metrics,
+                service,
                 shutdown,
                 started: Instant::now(),
                 active: AtomicUsize::new(0),
@@ -284,7 +297,11 @@ impl Shared {
             key: config.key.clone(),
             client_id: config.client_id.clone(),
             versions: config.versions.clone(),
-            extra_capabilities: Vec::new(),
+            extra_capabilities: if self.service.is_some() {
+                vec![les::pay::messages::capability()]
+            } else {
+                Vec::new()
+            },
             network_id: config.network_id,
             fork_schedule: config.fork_schedule.clone(),
             head_number: header.number(),
@@ -356,6 +373,36 @@ enum FlushError {
     Timeout,
 }
 
+/// Sends one lespay message (the capability is negotiated: only then do requests come).
+fn send_lespay(session: &mut Session, message: &LespayMessage, peer: SocketAddr) {
+    let (code, payload) = message.encode();
+    if let Err(error) = session.send_capability_message(LESPAY, code, &payload) {
+        tracing::debug!(%peer, %error, "lespay message not sent");
+    }
+}
+
+/// Gives the session the flow parameters of `capacity`.
+fn apply_capacity(session: &mut Session, service: &PayService, capacity: u64, now: Timestamp) {
+    let flow = service.flow_params(capacity);
+    if let Err(error) = session.update_capacity(flow.buffer_limit, flow.min_recharge, now) {
+        tracing::debug!(%error, "capacity not applied");
+    }
+}
+
+/// The client's link to the pool, once admitted.
+struct PoolClient {
+    handle: ClientHandle,
+    /// Whether the client negotiated lespay (only then are pushes sent).
+    lespay: bool,
+}
+
+async fn next_command(client: &mut Option<PoolClient>) -> Option<Command> {
+    match client {
+        Some(client) => client.handle.next_command().await,
+        None => std::future::pending().await,
+    }
+}
+
 /// One client connection from accept to close.
 async fn run_client<S>(shared: &Arc<Shared>, stream: S, peer: SocketAddr, over_limit: bool)
 where
@@ -377,6 +424,7 @@ where
     let mut shutdown = shared.shutdown.clone();
     let mut in_flight: FuturesOrdered<InFlight> = FuturesOrdered::new();
     let mut established = false;
+    let mut pool_client: Option<PoolClient> = None;
     let mut heads_open = true;
     let mut buf = vec![0u8; READ_CHUNK];
     loop {
@@ -386,6 +434,33 @@ where
                     established = true;
                     shared.metrics.client_connected(true);
                     tracing::debug!(%peer, client = %info.client_id, version = %info.version, "client established");
+                    if let Some(service) = &shared.service {
+                        match service.connect(info.node_id, peer) {
+                            Ok(handle) => {
+                                let initial = shared.config.flow.min_recharge;
+                                if handle.capacity() != initial {
+                                    apply_capacity(
+                                        &mut session,
+                                        service,
+                                        handle.capacity(),
+                                        shared.now(),
+                                    );
+                                }
+                                let lespay = info.capabilities.iter().any(|c| c.name == LESPAY);
+                                pool_client = Some(PoolClient { handle, lespay });
+                            }
+                            Err(error) => {
+                                tracing::debug!(%peer, %error, "client not admitted");
+                                session.disconnect(match error {
+                                    AdmitError::Rejected => DisconnectReason::TooManyPeers,
+                                    AdmitError::AlreadyConnected(_) => {
+                                        DisconnectReason::AlreadyConnected
+                                    }
+                                });
+                                continue;
+                            }
+                        }
+                    }
                     let latest = heads.borrow_and_update().clone();
                     if let Some(update) = latest {
                         announced.announce(&mut session, &update, &shared.metrics);
@@ -403,6 +478,23 @@ where
                 Event::ClientResumed => tracing::debug!(%peer, "client resumed"),
                 Event::Disconnected { reason, by, error } => {
                     tracing::debug!(%peer, %reason, ?by, ?error, "client disconnected");
+                }
+                Event::CapabilityMessage { capability, code, payload } if capability == LESPAY => {
+                    let Some(client) = &mut pool_client else { continue };
+                    match client.handle.lespay(code, &payload) {
+                        LespayOutcome::Reply(reply) => send_lespay(&mut session, &reply, peer),
+                        LespayOutcome::Granted { capacity, reply } => {
+                            if let Some(service) = &shared.service {
+                                apply_capacity(&mut session, service, capacity, shared.now());
+                            }
+                            send_lespay(&mut session, &reply, peer);
+                        }
+                        LespayOutcome::Pending => {}
+                        LespayOutcome::Disconnect => {
+                            tracing::debug!(%peer, "lespay requests far over the rate limit");
+                            session.disconnect(DisconnectReason::SubprotocolError);
+                        }
+                    }
                 }
                 Event::Announcement { .. }
                 | Event::Reply(_)
@@ -435,11 +527,13 @@ where
             },
             Some((ticket, served)) = in_flight.next(), if !in_flight.is_empty() => {
                 // The session emits requests only, and every request has an answer.
-                if let Some(served) = served
-                    && let Err(error) =
-                        session.reply(ticket, served.reply, served.cost, shared.now())
-                {
-                    tracing::debug!(%peer, %error, "reply not sent");
+                if let Some(served) = served {
+                    if let Some(client) = &pool_client {
+                        client.handle.request_served(served.cost);
+                    }
+                    if let Err(error) = session.reply(ticket, served.reply, served.cost, shared.now()) {
+                        tracing::debug!(%peer, %error, "reply not sent");
+                    }
                 }
             }
             changed = heads.changed(), if established && heads_open => {
@@ -450,6 +544,27 @@ where
                     }
                 } else {
                     heads_open = false;
+                }
+            }
+            Some(command) = next_command(&mut pool_client) => {
+                let lespay = pool_client.as_ref().is_some_and(|c| c.lespay);
+                match command {
+                    Command::Capacity { capacity, balance } => {
+                        if let Some(service) = &shared.service {
+                            apply_capacity(&mut session, service, capacity, shared.now());
+                        }
+                        if lespay {
+                            send_lespay(&mut session, &LespayMessage::CapacityUpdate { capacity, balance }, peer);
+                        }
+                    }
+                    Command::Kick { balance } => {
+                        if lespay {
+                            send_lespay(&mut session, &LespayMessage::CapacityUpdate { capacity: 0, balance }, peer);
+                        }
+                        tracing::debug!(%peer, "deactivated by the client pool");
+                        session.disconnect(DisconnectReason::TooManyPeers);
+                    }
+                    Command::Send(message) => send_lespay(&mut session, &message, peer),
                 }
             }
             _ = sleep_until(deadline) => session.handle_timeout(shared.now()),

@@ -639,6 +639,58 @@ impl Upstream {
         }
     }
 
+    // --- Contract reads and transaction submission for the payment path (crate::pay). ---
+
+    /// `eth_call` of `data` on `to` in the state after block `block`; a revert is
+    /// [`UpstreamError::Rpc`] with the node's reason.
+    pub async fn call(&self, to: Address, data: &[u8], block: u64) -> Result<Bytes, UpstreamError> {
+        let request = json!({ "to": to, "data": Bytes::copy_from_slice(data) });
+        self.inner.rpc.call("eth_call", (request, U64::from(block))).await
+    }
+
+    /// The number of transactions `address` has sent, counting those still pending: the
+    /// nonce of its next transaction.
+    pub async fn transaction_count(&self, address: Address) -> Result<u64, UpstreamError> {
+        let count: U64 =
+            self.inner.rpc.call("eth_getTransactionCount", (address, "pending")).await?;
+        Ok(count.to())
+    }
+
+    /// The node's suggested priority fee (`eth_maxPriorityFeePerGas`), wei per gas.
+    pub async fn max_priority_fee_per_gas(&self) -> Result<u128, UpstreamError> {
+        let fee: alloy_primitives::U128 =
+            self.inner.rpc.call("eth_maxPriorityFeePerGas", ()).await?;
+        Ok(fee.to())
+    }
+
+    /// `eth_estimateGas` for a call from `from` to `to` with `data` against the latest block;
+    /// a revert is [`UpstreamError::Rpc`].
+    pub async fn estimate_gas(
+        &self,
+        from: Address,
+        to: Address,
+        data: &[u8],
+    ) -> Result<u64, UpstreamError> {
+        let request = json!({ "from": from, "to": to, "data": Bytes::copy_from_slice(data) });
+        // Against the latest block, not the pending one: a replacement must be estimated
+        // without the transaction it replaces.
+        let gas: U64 = self.inner.rpc.call("eth_estimateGas", (request, "latest")).await?;
+        Ok(gas.to())
+    }
+
+    /// The receipt of a transaction, `None` while it is not mined (or unknown).
+    pub async fn transaction_receipt(
+        &self,
+        hash: B256,
+    ) -> Result<Option<TransactionReceipt>, UpstreamError> {
+        self.inner.rpc.call_optional("eth_getTransactionReceipt", [hash]).await
+    }
+
+    /// The balance of `address` at the latest block, wei.
+    pub async fn balance(&self, address: Address) -> Result<U256, UpstreamError> {
+        self.inner.rpc.call("eth_getBalance", (address, "latest")).await
+    }
+
     /// Reads from the store; a store failure is logged and treated as a miss, since the
     /// upstream can still answer.
     async fn cached<T: Send + 'static>(
