@@ -1,5 +1,5 @@
 # The two commands a newcomer needs: `make demo` and `make test`. `make bench` measures.
-.PHONY: test demo demo-core devnet pkg contracts bench fuzz
+.PHONY: test demo demo-core devnet pkg contracts bench bench-report fuzz
 
 test:
 	bash scripts/test.sh
@@ -25,16 +25,18 @@ devnet:
 contracts:
 	node scripts/compile-contracts.mjs
 
-# Criterion benchmarks of the protocol core, the bridge and lesd; then the client natively over
-# TCP (anvil + 3 lesd) and the npm package in headless Chromium against a devnet it starts (needs
-# release lesd/les-bridge and pkg/ built; BENCH_RUNS, BENCH_IDLE_SECS, BENCH_JSON: see
-# scripts/bench-browser.mjs; writes target/bench/browser.json).
+# Every benchmark in one run, one report: bench/report.md and bench/report.json (client in
+# Chromium and natively, lesd, les-bridge, protocol core, wasm size beside helios and colibri).
+# Builds the benches and release lesd/les-bridge; pkg/ only if it is missing. Knobs
+# (BENCH_REPEAT, BENCH_IDLE_SECS=3600 for a full idle hour, BENCH_QUICK, BENCH_ONLY, ...): see
+# scripts/bench-report.mjs. Short trial: BENCH_REPEAT=3 BENCH_IDLE_SECS=60 BENCH_QUICK=1 make bench
 bench:
-	cargo bench -p les --bench les_core
-	cargo bench -p les-bridge --bench relay
-	cargo bench -p lesd --bench lesd_bench
-	cargo bench -p ulc --bench client_bench
-	node scripts/bench-browser.mjs
+	test -f pkg/ulc_bg.wasm || bash scripts/build-pkg.sh
+	node scripts/bench-report.mjs
+
+# Rewrites bench/report.md from bench/report.json (no benchmark runs).
+bench-report:
+	node scripts/bench-report.mjs --render
 
 # Needs a nightly toolchain and cargo-fuzz; runs each target for FUZZ_SECONDS (default 60).
 fuzz:

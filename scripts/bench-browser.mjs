@@ -9,11 +9,13 @@
 //      into wasm load + init, createProvider (opening the store) and first verified head;
 //   2. warm start: the same profile reloaded (IndexedDB holds the head) → first ulc_status
 //      answer (stale head), first eth_blockNumber answer, ulc_status reporting stale: false;
-//   3. per-method latency in the page (BENCH_REQUESTS each, default 30);
+//   3. per-method latency in the page (BENCH_REQUESTS each, default 30), among them eth_call
+//      (DemoToken.balanceOf) cold — each call at a block whose state is not cached yet — and
+//      warm — the same block again — and eth_getLogs (the token's logs over 10 blocks);
 //   4. idle: connected to 3 servers, ulc_metrics before and after BENCH_IDLE_SECS: bytes in/out
 //      and client CPU ms extrapolated to an hour; wasm memory, JS heap and storage use at a
 //      brand-new install and after the idle period;
-//   5. pkg/ulc_bg.wasm raw, gzip -9 and brotli sizes.
+//   5. pkg/ulc_bg.wasm raw, gzip -9 and brotli sizes (scripts/bench-report.mjs's measure).
 // Start figures are the median, min and max of BENCH_RUNS runs (a fresh profile each).
 //
 // It starts its own devnet (scripts/devnet.mjs with DEVNET_NO_BUILD=1 in a temp dir; needs
@@ -22,7 +24,8 @@
 // it started it stops on exit, on errors and on SIGINT/SIGTERM.
 //
 // Environment:
-//   BENCH_RUNS=5            cold/warm start runs (each in a brand-new browser profile)
+//   BENCH_RUNS=5            cold/warm start runs (each in a brand-new browser profile);
+//                           BENCH_REPEAT is used when BENCH_RUNS is not set
 //   BENCH_REQUESTS=30       requests per method
 //   BENCH_IDLE_SECS=60      idle period
 //   BENCH_JSON=PATH         where the JSON goes (default target/bench/browser.json)
@@ -34,7 +37,7 @@ import { existsSync, mkdirSync, mkdtempSync, openSync, closeSync, readFileSync, 
 import os from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { brotliCompressSync, constants as zlibConstants, gzipSync } from 'node:zlib';
+import { compressedSizes, stats } from './bench-report.mjs';
 import { PKG, servePkg } from './serve-pkg.mjs';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
@@ -402,7 +405,7 @@ async function pageWaitConnected({ count, timeoutMs }) {
 }
 
 /** `n` sequential requests of one method; per-call ms, and what went wrong if anything. */
-async function pageLatency({ method, params, n }) {
+async function pageLatency({ method, params, n, paramsList }) {
   const provider = window.__ulc;
   const samples = [];
   const errors = [];
@@ -411,11 +414,11 @@ async function pageLatency({ method, params, n }) {
   for (let i = 0; i < n; i++) {
     const t = performance.now();
     try {
-      const result = await provider.request({ method, params });
+      const result = await provider.request({ method, params: paramsList ? paramsList[i % paramsList.length] : params });
       samples.push(performance.now() - t);
       if (result === null) nulls++;
       else if (summary === null) {
-        summary = typeof result === 'string' ? result.slice(0, 66) : Array.isArray(result?.transactions) ? `block ${result.number}, ${result.transactions.length} txs` : result?.status ? `status ${result.status}, block ${result.blockNumber}` : typeof result;
+        summary = typeof result === 'string' ? result.slice(0, 66) : Array.isArray(result) ? `${result.length} entries` : Array.isArray(result?.transactions) ? `block ${result.number}, ${result.transactions.length} txs` : result?.status ? `status ${result.status}, block ${result.blockNumber}` : typeof result;
       }
     } catch (error) {
       samples.push(performance.now() - t);
@@ -426,14 +429,6 @@ async function pageLatency({ method, params, n }) {
 }
 
 // --- statistics and output ------------------------------------------------------------------
-
-function stats(values) {
-  const sorted = values.filter((v) => typeof v === 'number' && Number.isFinite(v)).sort((a, b) => a - b);
-  if (sorted.length === 0) return null;
-  const mid = sorted.length >> 1;
-  const median = sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
-  return { median, min: sorted[0], max: sorted[sorted.length - 1], n: sorted.length };
-}
 
 const fmtMs = (v) => (v === null || v === undefined ? '—' : v >= 100 ? v.toFixed(0) : v >= 10 ? v.toFixed(1) : v.toFixed(2));
 const fmtInt = (v) => (v === null || v === undefined ? '—' : Math.round(v).toLocaleString('en-US'));
@@ -457,20 +452,7 @@ function msRow(name, s, extra = '') {
 
 function wasmSizes() {
   const sizes = {};
-  for (const name of ['ulc_bg.wasm', 'ulc.js', 'index.js']) {
-    const raw = readFileSync(join(PKG, name));
-    sizes[name] = {
-      raw: raw.length,
-      gzip9: gzipSync(raw, { level: 9 }).length,
-      brotli: brotliCompressSync(raw, {
-        params: {
-          [zlibConstants.BROTLI_PARAM_QUALITY]: zlibConstants.BROTLI_MAX_QUALITY,
-          [zlibConstants.BROTLI_PARAM_MODE]: name.endsWith('.wasm') ? zlibConstants.BROTLI_MODE_GENERIC : zlibConstants.BROTLI_MODE_TEXT,
-          [zlibConstants.BROTLI_PARAM_SIZE_HINT]: raw.length,
-        },
-      }).length,
-    };
-  }
+  for (const name of ['ulc_bg.wasm', 'ulc.js', 'index.js']) sizes[name] = compressedSizes(readFileSync(join(PKG, name)), name);
   return sizes;
 }
 
@@ -487,7 +469,7 @@ function machine() {
 }
 
 async function main() {
-  const runs = envInt('BENCH_RUNS', 5, 1);
+  const runs = envInt('BENCH_RUNS', envInt('BENCH_REPEAT', 5, 1), 1);
   const requests = envInt('BENCH_REQUESTS', 30, 1);
   const idleSecs = envInt('BENCH_IDLE_SECS', 60, 1);
   const jsonPath = resolve(ROOT, process.env.BENCH_JSON || 'target/bench/browser.json');
@@ -601,11 +583,28 @@ async function main() {
       ['eth_getStorageAt', [token, '0x0', 'latest']],
       ['eth_getTransactionReceipt', [receiptTx.hash]],
     ];
-    for (const [name, params] of calls) {
+    // eth_call and eth_getLogs at fixed blocks below the client's head: "latest" would move
+    // to a new block (whose state is fetched anew) with every head.
+    const head = Number(await profile.page.evaluate(() => window.__ulc.request({ method: 'eth_blockNumber' })));
+    const hex = (n) => `0x${n.toString(16)}`;
+    const balanceOf = { to: token, data: `0x70a08231${account.slice(2).toLowerCase().padStart(64, '0')}` };
+    const oldest = Math.max(devnet.token?.deployBlock ?? 1, 1);
+    const coldBlocks = Array.from({ length: Math.min(requests, 10, head - oldest) }, (_, i) => head - 1 - i);
+    if (coldBlocks.length) {
+      calls.push(
+        ['eth_call (cold)', null, coldBlocks.map((b) => [balanceOf, hex(b)])],
+        ['eth_call (warm)', [balanceOf, hex(coldBlocks[0])]],
+      );
+    } else {
+      say(`eth_call skipped: the head ${head} is not above the token's deploy block ${oldest}`);
+    }
+    calls.push(['eth_getLogs', [{ address: token, fromBlock: hex(Math.max(0, head - 10)), toBlock: hex(head - 1) }]]);
+    for (const [name, params, paramsList] of calls) {
       const method = name.split(' ')[0];
-      const result = await withTimeout(profile.page.evaluate(pageLatency, { method, params, n: requests }), PHASE_TIMEOUT_MS * 3, name);
-      latency.push({ name, method, params, ...result, stats: stats(result.samples), first: result.samples[0] });
-      if (result.errors.length) say(`${name}: ${result.errors.length} of ${requests} failed, e.g. ${result.errors[0]}`);
+      const n = paramsList ? paramsList.length : requests;
+      const result = await withTimeout(profile.page.evaluate(pageLatency, { method, params, paramsList, n }), PHASE_TIMEOUT_MS * 3, name);
+      latency.push({ name, method, params: params ?? paramsList, ...result, stats: stats(result.samples), first: result.samples[0] });
+      if (result.errors.length) say(`${name}: ${result.errors.length} of ${n} failed, e.g. ${result.errors[0]}`);
     }
   } finally {
     pageErrors.push(...profile.errors);
@@ -657,7 +656,7 @@ async function main() {
       const note = [l.errors.length ? `${l.errors.length} failed: ${l.errors[0]}` : '', l.nulls ? `${l.nulls} null` : '', !l.errors.length && !l.nulls ? l.summary ?? '' : ''].filter(Boolean).join('; ');
       return [l.name, fmtMs(l.stats?.median), fmtMs(l.stats?.min), fmtMs(l.stats?.max), l.stats?.n ?? 0, fmtMs(l.first), note];
     }));
-  console.log(`receipt of ${receiptTx?.hash} (block ${receiptTx?.blockNumber}, taken from anvil)`);
+  console.log(`receipt of ${receiptTx?.hash} (block ${receiptTx?.blockNumber}, taken from anvil); eth_call = DemoToken.balanceOf, cold: each call at another block (the code cached after the first), warm: one block again; eth_getLogs: the token's logs over 10 blocks`);
 
   const s0 = install.snapshot;
   const whole = {

@@ -4,7 +4,10 @@
 //! client. Run with `cargo bench -p les-bridge` (under a minute).
 //!
 //! Before criterion's own figures it prints p50/p99 of individually timed round trips,
-//! which criterion's averages over batches cannot show.
+//! which criterion's averages over batches cannot show: as many rounds of 5,000 as
+//! `RELAY_BENCH_ROUNDS` says (default one), then one machine-readable line `BENCH_JSON {...}`
+//! with every round's figures in µs, for scripts/bench-report.mjs (criterion's own results
+//! go where criterion puts them: target/criterion/, or `CRITERION_HOME`).
 
 use criterion::{Criterion, Throughput};
 use futures_util::{SinkExt, StreamExt};
@@ -211,6 +214,35 @@ fn percentiles(setup: &Setup, connection: &mut Connection) -> (Duration, Duratio
 }
 
 fn report_percentiles(setup: &Setup) {
+    let rounds = std::env::var("RELAY_BENCH_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+        .filter(|&n| n > 0)
+        .unwrap_or(1);
+    let mut figures = Vec::with_capacity(rounds);
+    for round in 1..=rounds {
+        if rounds > 1 {
+            println!("round {round} of {rounds}:");
+        }
+        figures.push(report_round(setup));
+    }
+    // serde_json is no dependency of the bridge: the numbers are formatted by hand.
+    let list = |pick: fn(&[Duration; 4]) -> Duration| {
+        let items: Vec<String> =
+            figures.iter().map(|f| format!("{:.3}", pick(f).as_secs_f64() * 1e6)).collect();
+        format!("[{}]", items.join(","))
+    };
+    println!(
+        "BENCH_JSON {{\"pingBytes\":{PING_SIZE},\"samples\":{LATENCY_SAMPLES},\"directP50Us\":{},\"directP99Us\":{},\"bridgeP50Us\":{},\"bridgeP99Us\":{}}}",
+        list(|f| f[0]),
+        list(|f| f[1]),
+        list(|f| f[2]),
+        list(|f| f[3]),
+    );
+}
+
+/// One round of percentiles, printed; returns direct p50, p99, bridge p50, p99.
+fn report_round(setup: &Setup) -> [Duration; 4] {
     let (direct_p50, direct_p99) = percentiles(setup, &mut setup.direct());
     let (bridge_p50, bridge_p99) = percentiles(setup, &mut setup.through_bridge());
     println!("round trip of {PING_SIZE} bytes, {LATENCY_SAMPLES} samples each:");
@@ -221,6 +253,7 @@ fn report_percentiles(setup: &Setup) {
         bridge_p50.saturating_sub(direct_p50),
         bridge_p99.saturating_sub(direct_p99)
     );
+    [direct_p50, direct_p99, bridge_p50, bridge_p99]
 }
 
 fn bench_latency(c: &mut Criterion, setup: &Setup) {

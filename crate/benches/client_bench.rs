@@ -6,8 +6,14 @@
 //! - per-method latency of provider requests (eth_chainId, eth_blockNumber, eth_getBalance,
 //!   eth_getBlockByNumber, eth_getCode, eth_getStorageAt, eth_getTransactionReceipt);
 //! - eth_call (DemoToken.balanceOf) cold and warm, with proof requests and rounds per call;
+//! - eth_getLogs (the token's logs over the newest 10 blocks, receipts verified);
 //! - idle network bytes with three servers, over `ULC_BENCH_IDLE_SECS` (default 60),
 //!   extrapolated to an hour.
+//!
+//! Repetitions from the environment: `ULC_BENCH_STARTS` (default 7) cold/warm starts,
+//! `ULC_BENCH_REQUESTS` (default 50) requests per method. The last line of the output is
+//! `BENCH_JSON {...}`, every figure as {median, min, max, n} in ms, for
+//! scripts/bench-report.mjs.
 //!
 //! Not timed tests: nothing here asserts a figure.
 #![cfg(not(target_arch = "wasm32"))] // native: real lesd and anvil processes
@@ -26,8 +32,9 @@ use ulc::config::{ClientConfig, ServerSpec, StorageKind};
 use ulc::provider::Provider;
 use ulc::store::MemoryStore;
 
-const STARTS: usize = 7;
-const REQUESTS: usize = 50;
+fn env_usize(name: &str, default: usize) -> usize {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).filter(|&v| v > 0).unwrap_or(default)
+}
 
 fn main() {
     let runtime =
@@ -36,6 +43,9 @@ fn main() {
 }
 
 async fn bench() {
+    let starts = env_usize("ULC_BENCH_STARTS", 7);
+    let requests = env_usize("ULC_BENCH_REQUESTS", 50);
+    let mut figures = serde_json::Map::new();
     let anvil = Anvil::with_block_time(2);
     let mut servers = Vec::new();
     for _ in 0..3 {
@@ -57,7 +67,7 @@ async fn bench() {
 
     let mut cold = Vec::new();
     let mut warm = Vec::new();
-    for _ in 0..STARTS {
+    for _ in 0..starts {
         let store = MemoryStore::new();
         let started = Instant::now();
         let client = start(&config, store.clone()).await;
@@ -76,8 +86,12 @@ async fn bench() {
         warm.push(started.elapsed());
         client.stop();
     }
-    report("cold start to first quorum head", &cold);
-    report("warm start (restored store) to a fresh quorum head", &warm);
+    figures.insert("coldStartMs".into(), report("cold start to first quorum head", &cold));
+    figures.insert(
+        "warmStartMs".into(),
+        report("warm start (restored store) to a fresh quorum head", &warm),
+    );
+    let mut latency = serde_json::Map::new();
 
     let client = start(&config, MemoryStore::new()).await;
     client.head().await.expect("head");
@@ -114,7 +128,7 @@ async fn bench() {
     for (name, params) in calls {
         let method = name.split(' ').next().unwrap_or(name);
         let mut samples = Vec::new();
-        for _ in 0..REQUESTS {
+        for _ in 0..requests {
             let started = Instant::now();
             let result = provider.request(method, params.clone()).await;
             samples.push(started.elapsed());
@@ -124,7 +138,7 @@ async fn bench() {
                 Err(error) => panic!("{name}: {error:?}"),
             }
         }
-        report(name, &samples);
+        latency.insert(name.into(), report(name, &samples));
     }
 
     // eth_call (revm over proven state): DemoToken.balanceOf, cold (a fresh provider, so
@@ -159,7 +173,17 @@ async fn bench() {
         proofs += stats["proofRequests"].as_u64().unwrap_or(0);
         rounds += stats["rounds"].as_u64().unwrap_or(0);
     }
-    report("eth_call balanceOf, cold (empty state cache)", &cold);
+    latency.insert(
+        "eth_call (cold)".into(),
+        report("eth_call balanceOf, cold (empty state cache)", &cold),
+    );
+    figures.insert(
+        "ethCallCold".into(),
+        json!({
+            "proofRequestsPerCall": proofs as f64 / cold.len() as f64,
+            "roundsPerCall": rounds as f64 / cold.len() as f64,
+        }),
+    );
     println!(
         "eth_call balanceOf, cold: {:.1} proof requests and {:.1} fetch rounds per call",
         proofs as f64 / cold.len() as f64,
@@ -169,19 +193,41 @@ async fn bench() {
     warm_provider.request("eth_call", call.clone()).await.expect("first eth_call");
     let before = evm_stats(&warm_provider).await;
     let mut warm = Vec::new();
-    for _ in 0..REQUESTS {
+    for _ in 0..requests {
         let started = Instant::now();
         warm_provider.request("eth_call", call.clone()).await.expect("warm eth_call");
         warm.push(started.elapsed());
     }
     let after = evm_stats(&warm_provider).await;
-    report("eth_call balanceOf, warm (state cached)", &warm);
+    latency
+        .insert("eth_call (warm)".into(), report("eth_call balanceOf, warm (state cached)", &warm));
     println!(
         "eth_call balanceOf, warm: {} proof requests over {} calls",
         after["proofRequests"].as_u64().unwrap_or(0)
             - before["proofRequests"].as_u64().unwrap_or(0),
         warm.len()
     );
+
+    // eth_getLogs: the token's logs (its mint is in the deploy block) over the newest 10
+    // blocks, every block the bloom cannot exclude with its receipts verified.
+    let filter = json!([{
+        "address": token,
+        "fromBlock": format!("{:#x}", mined.saturating_sub(9)),
+        "toBlock": at,
+    }]);
+    let mut samples = Vec::new();
+    let mut found = 0;
+    for _ in 0..requests {
+        let started = Instant::now();
+        let logs = provider.request("eth_getLogs", filter.clone()).await.expect("eth_getLogs");
+        samples.push(started.elapsed());
+        found = logs.as_array().map_or(0, Vec::len);
+    }
+    latency.insert(
+        "eth_getLogs".into(),
+        report(&format!("eth_getLogs (10 blocks, token, {found} logs)"), &samples),
+    );
+    figures.insert("latencyMs".into(), Value::Object(latency));
 
     let idle_secs: u64 =
         std::env::var("ULC_BENCH_IDLE_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(60);
@@ -197,6 +243,19 @@ async fn bench() {
         per_hour(delta("bytesIn")) / 1024.0,
         per_hour(delta("bytesOut")) / 1024.0
     );
+    figures.insert(
+        "idle".into(),
+        json!({
+            "secs": idle_secs,
+            "servers": 3,
+            "bytesIn": delta("bytesIn"),
+            "bytesOut": delta("bytesOut"),
+            "bytesInPerHour": per_hour(delta("bytesIn")),
+            "bytesOutPerHour": per_hour(delta("bytesOut")),
+        }),
+    );
+    figures.insert("settings".into(), json!({"starts": starts, "requests": requests}));
+    println!("BENCH_JSON {}", Value::Object(figures));
     client.stop();
     for server in servers {
         server.shutdown().await;
@@ -208,15 +267,27 @@ async fn evm_stats(provider: &Provider<NativeClient>) -> Value {
     provider.request("ulc_metrics", json!([])).await.expect("metrics")["evm"].clone()
 }
 
-fn report(name: &str, samples: &[Duration]) {
+/// Prints one figure's median, min and max, and returns them as JSON (ms).
+fn report(name: &str, samples: &[Duration]) -> Value {
     let mut sorted: Vec<Duration> = samples.to_vec();
     sorted.sort();
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    let median = if sorted.len() % 2 == 1 {
+        ms(sorted[sorted.len() / 2])
+    } else {
+        (ms(sorted[sorted.len() / 2 - 1]) + ms(sorted[sorted.len() / 2])) / 2.0
+    };
     println!(
         "{name:<62} median {:>9.3} ms  min {:>9.3} ms  max {:>9.3} ms  (n={})",
-        ms(sorted[sorted.len() / 2]),
+        median,
         ms(sorted[0]),
         ms(sorted[sorted.len() - 1]),
         sorted.len()
     );
+    json!({
+        "median": median,
+        "min": ms(sorted[0]),
+        "max": ms(sorted[sorted.len() - 1]),
+        "n": sorted.len(),
+    })
 }

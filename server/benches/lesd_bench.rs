@@ -6,7 +6,8 @@
 //!
 //! `cargo bench -p lesd --bench lesd_bench`; sizes from the environment:
 //! LESD_BENCH_CLIENTS (default 2000), LESD_BENCH_FANOUT (default 1000),
-//! LESD_BENCH_SECONDS (default 3).
+//! LESD_BENCH_SECONDS (default 3). The last line of the output is `BENCH_JSON {...}` with the
+//! same figures, for scripts/bench-report.mjs.
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -126,10 +127,11 @@ async fn run() {
     tokio::time::sleep(Duration::from_secs(1)).await;
     let after = lesd.vm_rss_kib();
     let held = idle.len();
+    let per_client_kib = after.saturating_sub(before) as f64 / held.max(1) as f64;
     println!(
         "idle clients: {held}/{clients} connected in {took:.1?} ({:.0}/s); lesd VmRSS {before} KiB -> {after} KiB: {:.1} KiB per client",
         held as f64 / took.as_secs_f64(),
-        after.saturating_sub(before) as f64 / held.max(1) as f64,
+        per_client_kib,
     );
 
     // 2. Header requests per second from the window (16 pipelined per client).
@@ -203,11 +205,37 @@ async fn run() {
         }
     }
     let first = first.unwrap_or(mined);
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    let figures = serde_json::json!({
+        "idle": {
+            "clients": clients,
+            "held": held,
+            "connectSecs": took.as_secs_f64(),
+            "rssBeforeKiB": before,
+            "rssAfterKiB": after,
+            "kibPerClient": per_client_kib,
+        },
+        "headerRequests": {
+            "served": total,
+            "secs": seconds,
+            "perSec": total as f64 / seconds as f64,
+            "clients": 4,
+            "inFlight": 16,
+        },
+        "fanout": {
+            "clients": fanout,
+            "connected": connected,
+            "received": received,
+            "firstMs": ms(first.duration_since(mined)),
+            "spreadMs": ms(last.duration_since(first)),
+        },
+    });
     println!(
         "fan-out: {received}/{connected} signed clients got the new head; first {:.1?} after anvil_mine (5 ms polling), all within {:.1?} of the first",
         first.duration_since(mined),
         last.duration_since(first),
     );
+    println!("BENCH_JSON {figures}");
     drop(listeners);
     drop(lesd);
     let _ = std::fs::remove_dir_all(&datadir);
