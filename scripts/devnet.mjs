@@ -19,7 +19,8 @@
 //          deployBlock, artifact (path), abi (inline)},
 //   paymentChannel {address, minLifetime (s), deployBlock, artifact (path)},
 //   devAccounts [{address, privateKey}] (anvil's public test keys), bridgeUrl,
-//   servers [{enode, bridgeUrl: ws://BRIDGE/HOST:PORT, tcp, log}], processes [{name, pid}].
+//   servers [{enode, bridgeUrl: ws://BRIDGE/HOST:PORT, tcp, log, payee (address paid by
+//   channel cheques), admin (the les_ admin JSON-RPC URL)}], processes [{name, pid}].
 // Then it prints the www URL and runs until SIGINT/SIGTERM, which stop the LES servers and the
 // bridge, then anvil (exit 1 if one needed SIGKILL). Any child dying on its own stops the whole
 // devnet with a message (exit 1). Child logs go to <dir>/<name>.log.
@@ -41,6 +42,8 @@ import { createServer as createNetServer } from 'node:net';
 import { dirname, extname, isAbsolute, join, normalize, relative, resolve, sep } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
+import { randomBytes } from 'node:crypto';
+import { privateKeyToAddress } from 'viem/accounts';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const HOST = '127.0.0.1';
@@ -455,26 +458,54 @@ function lesBinaries(config) {
   return { lesd, bridge };
 }
 
-async function startLesServers(config, rpcUrl) {
+/**
+ * The service-model flags of every devnet lesd: payments by channel cheque on the devnet's
+ * PaymentChannel, margins that fit its 10-minute minimum lifetime, no confirmations to wait
+ * for (anvil does not reorg), and 1 token per wei.
+ */
+function paymentArgs(channel, payeeKeyPath, adminPort) {
+  return [
+    '--channel-contract', channel.address,
+    '--payee-key', payeeKeyPath,
+    '--tokens-per-wei', '1/1',
+    '--accept-margin-secs', '120',
+    '--redeem-margin-secs', '60',
+    '--confirmations', '0',
+    '--admin', `${HOST}:${adminPort}`,
+  ];
+}
+
+/** A fresh payee key for a lesd, funded for redemption gas by anvil (anvil_setBalance). */
+async function fundedPayeeKey(rpcUrl, path) {
+  const key = `0x${randomBytes(32).toString('hex')}`;
+  writeFileSync(path, key.slice(2), { mode: 0o600 });
+  const address = privateKeyToAddress(key);
+  await rpc(rpcUrl, 'anvil_setBalance', [address, `0x${(10n ** 20n).toString(16)}`]);
+  return address;
+}
+
+async function startLesServers(config, rpcUrl, channel) {
   const { lesd, bridge: bridgeBin } = lesBinaries(config);
-  const ports = await freePorts(LES_SERVER_COUNT + 1);
+  const ports = await freePorts(2 * LES_SERVER_COUNT + 1);
   const servers = [];
   const started = [];
   for (let i = 0; i < LES_SERVER_COUNT; i++) {
     const name = `lesd-${i + 1}`;
     const datadir = join(config.dir, name);
     mkdirSync(datadir, { recursive: true });
-    const entry = startChild(name, lesd, ['--upstream', rpcUrl, '--datadir', datadir, '--listen', `${HOST}:${ports[i]}`], {
-      dir: config.dir,
-      readStdout: true,
-    });
-    started.push(firstStdoutLine(entry, LES_READY_MS).then((line) => ({ name, line, entry })));
+    const payeeKey = join(datadir, 'payee.key');
+    const payee = await fundedPayeeKey(rpcUrl, payeeKey);
+    const adminPort = ports[LES_SERVER_COUNT + 1 + i];
+    const args = ['--upstream', rpcUrl, '--datadir', datadir, '--listen', `${HOST}:${ports[i]}`, ...paymentArgs(channel, payeeKey, adminPort)];
+    const entry = startChild(name, lesd, args, { dir: config.dir, readStdout: true });
+    const admin = `http://${HOST}:${adminPort}/`;
+    started.push(firstStdoutLine(entry, LES_READY_MS).then((line) => ({ name, line, entry, payee, admin })));
   }
   // The servers start in parallel; each must print its enode before the bridge starts.
-  for (const { name, line, entry } of await Promise.all(started)) {
+  for (const { name, line, entry, payee, admin } of await Promise.all(started)) {
     const match = ENODE_LINE.exec(line);
     if (!match) throw new DevnetError(`${name} printed "${line}" instead of an enode URL${logTail(entry.logPath)}`);
-    servers.push({ name, enode: line, tcp: `${match[1]}:${match[2]}`, pid: entry.child.pid, log: entry.logPath });
+    servers.push({ name, enode: line, tcp: `${match[1]}:${match[2]}`, pid: entry.child.pid, log: entry.logPath, payee, admin });
   }
   const allow = servers.flatMap((s) => ['--allow', s.tcp]);
   const bridge = startChild('les-bridge', bridgeBin, ['--listen', `${HOST}:${ports[LES_SERVER_COUNT]}`, ...allow], {
@@ -596,7 +627,7 @@ async function main() {
       say('DEVNET_SKIP_LES is set: no lesd, no les-bridge');
     } else {
       say(`starting ${LES_SERVER_COUNT} lesd and les-bridge from ${config.binDir}`);
-      les = await startLesServers(config, rpcUrl);
+      les = await startLesServers(config, rpcUrl, channel);
     }
     if (stopping) return;
 
@@ -635,7 +666,7 @@ async function main() {
       // can sign transactions and send them through LES.
       devAccounts,
       bridgeUrl: les.bridgeUrl,
-      servers: les.servers.map(({ enode, bridgeUrl, tcp, log }) => ({ enode, bridgeUrl, tcp, log })),
+      servers: les.servers.map(({ enode, bridgeUrl, tcp, log, payee, admin }) => ({ enode, bridgeUrl, tcp, log, payee, admin })),
       // For tests and for cleaning up by hand after `kill -9` of this script.
       processes: [
         { name: 'devnet', pid: process.pid },

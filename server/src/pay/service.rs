@@ -89,7 +89,7 @@ fn free_id_key(id: &[u8]) -> Option<B256> {
     if id.len() == 32 {
         return Some(B256::from_slice(id));
     }
-    let len = u8::try_from(id.len()).ok().filter(|&len| len < 16 || len == 16)?;
+    let len = u8::try_from(id.len()).ok().filter(|&len| len == 4 || len == 16)?;
     let mut key = [0u8; 32];
     key[15] = len;
     key[32 - id.len()..].copy_from_slice(id);
@@ -1261,6 +1261,7 @@ mod tests {
             assert_eq!(free_id_of_key(&key), id);
         }
         assert_eq!(free_id_key(&[1; 40]), None);
+        assert_eq!(free_id_key(&[1; 5]), None, "only IPv4, IPv6 and node ids");
     }
 
     #[test]
