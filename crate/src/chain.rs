@@ -141,4 +141,34 @@ pub trait Chain: 'static {
     fn events(&self) -> UnboundedReceiver<ClientEvent>;
     /// The core's metrics as a JSON object (the provider adds environment figures).
     fn metrics(&self) -> serde_json::Value;
+
+    /// The service model as the client sees it, from local state (`ulc_serviceStatus`):
+    /// per server whether it offers lespay, its price list, our balance, capacity and class
+    /// there, its value, our channel to it and what we spent. A core without payments
+    /// reports no servers.
+    fn service_status(&self) -> serde_json::Value {
+        serde_json::json!({ "payments": false, "servers": [] })
+    }
+
+    /// Follows `policy` from now on (`None`: stop paying). The policy is already validated.
+    fn set_payment_policy(
+        &self,
+        policy: Option<crate::pay::policy::PaymentPolicy>,
+    ) -> ChainResult<()> {
+        let _ = policy;
+        Err(ClientError::Unavailable("this client cannot pay servers".into()))
+    }
+
+    /// Opens a payment channel to `server` with `deposit` wei, expiring `lifetime_secs` after
+    /// the head's timestamp; resolves with the channel (as `ulc_serviceStatus` shows it)
+    /// once its `Opened` event is in a verified receipt.
+    fn open_channel(
+        &self,
+        server: NodeId,
+        deposit: U256,
+        lifetime_secs: u64,
+    ) -> ChainFuture<serde_json::Value> {
+        let _ = (server, deposit, lifetime_secs);
+        Box::pin(async { Err(ClientError::Unavailable("this client cannot pay servers".into())) })
+    }
 }

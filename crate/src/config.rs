@@ -127,6 +127,20 @@ impl Default for Timing {
     }
 }
 
+/// How the client may pay servers (`pay`). Not part of the dapp's JSON yet: a native
+/// embedder (or a test) sets it; in the browser the dapp sets the policy with
+/// `ulc_setPaymentPolicy`, and a wallet-backed opener is the JS side's to add.
+#[derive(Debug, Clone, Default)]
+pub struct PaymentConfig {
+    /// A funded key that opens channels and signs their cheques (`pay::open::FundedKey`).
+    pub key: Option<les::crypto::NodeKey>,
+    /// The policy to follow from the start (validated by [`ClientConfig::resolve`]'s caller:
+    /// the client refuses an invalid one at start).
+    pub policy: Option<crate::pay::policy::PaymentPolicy>,
+    /// How often the policy runs (default 1 s).
+    pub tick: Option<Duration>,
+}
+
 /// A checked configuration, ready for the client core.
 #[derive(Debug, Clone)]
 pub struct ResolvedConfig {
@@ -142,6 +156,8 @@ pub struct ResolvedConfig {
     pub storage: StorageKind,
     /// Waiting times.
     pub timing: Timing,
+    /// Payments.
+    pub payment: PaymentConfig,
 }
 
 impl ClientConfig {
@@ -182,6 +198,7 @@ impl ClientConfig {
             ulc,
             storage: self.storage,
             timing: Timing::default(),
+            payment: PaymentConfig::default(),
         })
     }
 }

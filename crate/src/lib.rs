@@ -14,12 +14,15 @@
 //! - [`chain`]: the interface the provider is written against.
 //! - [`evm`]: revm over lazily fetched, proven state (`eth_call`, `eth_estimateGas`).
 //! - [`provider`]: EIP-1193 / EIP-1474 request handling over [`chain::Chain`].
+//! - [`pay`]: the service model's client side: value-based choice of servers to pay, the
+//!   pay-as-you-go policy, payment channels and their cheques (`lespay/1`).
 #![deny(missing_docs)]
 
 pub mod chain;
 pub mod client;
 pub mod config;
 pub mod evm;
+pub mod pay;
 pub mod provider;
 pub mod runtime;
 pub mod store;

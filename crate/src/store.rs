@@ -7,7 +7,9 @@
 //! - `headers`: recent canonical headers (hash -> RLP), bounded;
 //! - `servers`: per-server value records (latency, failures, timeouts);
 //! - `code`: contract code by code hash;
-//! - `metrics`: install time and counters.
+//! - `metrics`: install time and counters;
+//! - `payments`: per-server payment-channel state (the last cheque signed and accepted),
+//!   written before each cheque is sent (`pay::channel`), and a paying client's node key.
 
 use futures_util::future::LocalBoxFuture;
 use std::cell::RefCell;
@@ -15,7 +17,9 @@ use std::collections::BTreeMap;
 use std::rc::Rc;
 
 /// The schema version written into `meta`; a store with an older one is migrated forward.
-pub const SCHEMA_VERSION: u32 = 1;
+/// Version 2 added `payments` (IndexedDB creates a missing object store only on an upgrade,
+/// so adding a table needs a new version).
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// The store's tables (IndexedDB object stores).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -32,12 +36,21 @@ pub enum Table {
     Code,
     /// Install time and counters.
     Metrics,
+    /// Payment-channel state by server.
+    Payments,
 }
 
 impl Table {
     /// Every table, for creating them.
-    pub const ALL: [Table; 6] =
-        [Table::Meta, Table::Head, Table::Headers, Table::Servers, Table::Code, Table::Metrics];
+    pub const ALL: [Table; 7] = [
+        Table::Meta,
+        Table::Head,
+        Table::Headers,
+        Table::Servers,
+        Table::Code,
+        Table::Metrics,
+        Table::Payments,
+    ];
 
     /// The object store's name.
     pub const fn name(self) -> &'static str {
@@ -48,6 +61,7 @@ impl Table {
             Table::Servers => "servers",
             Table::Code => "code",
             Table::Metrics => "metrics",
+            Table::Payments => "payments",
         }
     }
 }

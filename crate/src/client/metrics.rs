@@ -1,5 +1,12 @@
 //! What the client counts: per-server traffic and value records, request latencies, and
 //! verification failures. `ulc_metrics` reads it; server choice reads the value records.
+//!
+//! The value record is also the client's value tracker (research §5.1, simplified): each
+//! answer adds `cos(pi/2 * t/timeout)` (+1 at once, 0 at the soft timeout, -1 from twice the
+//! timeout on), each timeout -1; the soft timeout is `max(500 ms, 2 * median)` of recent
+//! replies. What accrues while the server serves us in its free class is the *free value*,
+//! the measure by which the payment policy picks whom to pay. Simplified against geth: one
+//! request is one unit of service (no per-type basket), and nothing decays.
 
 use les::time::Timestamp;
 use serde_json::{Value, json};
@@ -12,6 +19,19 @@ const LATENCY_SAMPLES: usize = 1024;
 pub const DEMOTION: Duration = Duration::from_secs(600);
 /// Weight of a new latency sample in the moving average.
 const LATENCY_WEIGHT: f64 = 0.2;
+/// Reply times kept per server for the soft timeout.
+const TIMEOUT_SAMPLES: usize = 64;
+/// The soft timeout's floor (geth's minimum).
+pub const MIN_SOFT_TIMEOUT: Duration = Duration::from_millis(500);
+/// The soft timeout before any reply was seen (geth seeds its statistics with 2 s).
+pub const INITIAL_SOFT_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The value of one reply after `latency` under `timeout`: `cos(pi/2 * t/timeout)` before
+/// twice the timeout, -1 from then on.
+pub fn reply_weight(latency: Duration, timeout: Duration) -> f64 {
+    let t = latency.as_secs_f64() / timeout.as_secs_f64().max(f64::MIN_POSITIVE);
+    if t < 2.0 { (std::f64::consts::FRAC_PI_2 * t).cos() } else { -1.0 }
+}
 
 /// How well one server has served us: the basis of server choice.
 #[derive(Debug, Clone, Default)]
@@ -38,17 +58,63 @@ pub struct ValueRecord {
     pub messages_in: u64,
     /// Requests sent.
     pub messages_out: u64,
+    /// Recent reply times, milliseconds (for the soft timeout).
+    pub reply_times: VecDeque<f64>,
+    /// Sum of the reply weights and timeout penalties.
+    pub service_value: f64,
+    /// The part of `service_value` earned while the server served us as a free client.
+    pub free_value: f64,
+    /// Whether the server currently serves us in its paid class (from its lespay balance).
+    pub paid: bool,
+    /// Service tokens credited to us by payments.
+    pub tokens_bought: u64,
+    /// Wei signed over to this server (the cumulative of the last cheque).
+    pub wei_signed: alloy_primitives::U256,
 }
 
 impl ValueRecord {
     /// Records a verified answer after `latency`.
     pub fn on_success(&mut self, latency: Duration) {
         self.successes += 1;
+        self.add_value(reply_weight(latency, self.soft_timeout()));
         let sample = latency.as_secs_f64() * 1000.0;
+        if self.reply_times.len() == TIMEOUT_SAMPLES {
+            self.reply_times.pop_front();
+        }
+        self.reply_times.push_back(sample);
         self.latency_ms = Some(match self.latency_ms {
             Some(average) => average + LATENCY_WEIGHT * (sample - average),
             None => sample,
         });
+    }
+
+    /// Records a request that got no reply within the (hard) request timeout.
+    pub fn on_timeout(&mut self) {
+        self.timeouts += 1;
+        self.add_value(-1.0);
+    }
+
+    fn add_value(&mut self, weight: f64) {
+        self.service_value += weight;
+        if !self.paid {
+            self.free_value += weight;
+        }
+    }
+
+    /// `max(500 ms, 2 * median)` of the recent reply times (2 s before the first).
+    pub fn soft_timeout(&self) -> Duration {
+        if self.reply_times.is_empty() {
+            return INITIAL_SOFT_TIMEOUT;
+        }
+        let mut sorted: Vec<f64> = self.reply_times.iter().copied().collect();
+        sorted.sort_by(f64::total_cmp);
+        let median = sorted[sorted.len() / 2];
+        Duration::from_secs_f64(2.0 * median / 1000.0).max(MIN_SOFT_TIMEOUT)
+    }
+
+    /// The server's value to us from free service: `max(0, free_value)`.
+    pub fn value(&self) -> f64 {
+        self.free_value.max(0.0)
     }
 
     /// Records bad data from this server: it is ranked last for [`DEMOTION`].
@@ -80,6 +146,11 @@ impl ValueRecord {
             "bytesOut": self.bytes_out,
             "messagesIn": self.messages_in,
             "messagesOut": self.messages_out,
+            "value": self.value(),
+            "serviceValue": self.service_value,
+            "softTimeoutMs": self.soft_timeout().as_millis() as u64,
+            "tokensBought": self.tokens_bought,
+            "weiSigned": self.wei_signed,
         })
     }
 }
@@ -153,6 +224,45 @@ mod tests {
         flaky.on_success(Duration::from_millis(5));
         flaky.timeouts += 1;
         assert!(slow.rank(now) < flaky.rank(now));
+    }
+
+    #[test]
+    fn reply_weights_follow_the_cosine_and_timeouts_cost_one() {
+        let timeout = Duration::from_secs(1);
+        assert_eq!(reply_weight(Duration::ZERO, timeout), 1.0);
+        assert!(reply_weight(timeout, timeout).abs() < 1e-12);
+        assert!((reply_weight(Duration::from_millis(500), timeout) - 0.5f64.sqrt()).abs() < 1e-12);
+        assert!((reply_weight(Duration::from_millis(1999), timeout) + 1.0).abs() < 1e-4);
+        assert_eq!(reply_weight(Duration::from_secs(5), timeout), -1.0);
+
+        let mut fast = ValueRecord::default();
+        let mut slow = ValueRecord::default();
+        for _ in 0..10 {
+            fast.on_success(Duration::from_millis(20));
+            slow.on_success(Duration::from_millis(20));
+        }
+        // Soft timeout: max(500 ms, 2 * 20 ms) = 500 ms.
+        assert_eq!(fast.soft_timeout(), MIN_SOFT_TIMEOUT);
+        slow.on_timeout();
+        slow.on_timeout();
+        assert!(fast.value() > slow.value());
+        assert!((fast.value() - slow.value() - 2.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn only_free_service_counts_as_free_value() {
+        let mut record = ValueRecord::default();
+        record.on_success(Duration::ZERO);
+        record.paid = true;
+        record.on_success(Duration::ZERO);
+        record.on_success(Duration::ZERO);
+        assert_eq!(record.value(), 1.0);
+        assert_eq!(record.service_value, 3.0);
+        record.paid = false;
+        for _ in 0..5 {
+            record.on_timeout();
+        }
+        assert_eq!(record.value(), 0.0, "never below zero");
     }
 
     #[test]

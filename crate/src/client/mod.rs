@@ -11,6 +11,12 @@
 //! Requests go to servers that are established, serve data, have flow-control budget
 //! (the session refuses a request that would overrun its estimate), ranked by their
 //! [`metrics::ValueRecord`]. Disconnected servers are redialled with exponential backoff.
+//!
+//! Every session also offers `lespay/1`. With a server that shares it, the client asks for
+//! its prices and our balance, keeps what the server pushes (`pay::service`), re-sends a
+//! cheque left unacknowledged by a crash or a lost reply, and, once the dapp set a payment
+//! policy, runs it every tick (`pay::policy`): paying through the channel payer
+//! (`pay::channel`, state stored before each cheque is sent) and asking for capacity.
 
 pub mod metrics;
 mod peer;
@@ -20,11 +26,16 @@ use crate::chain::{
     AccountState, Chain, ChainFuture, ChainResult, ClientError, ClientEvent, HeadInfo, VerifiedBody,
 };
 use crate::config::ResolvedConfig;
+use crate::pay::PayError;
+use crate::pay::channel::{ChannelPayer, ChannelState, Payer};
+use crate::pay::open::{ChannelOpener, FundedKey, OPEN_GAS_LIMIT, OpenRequest, Submission};
+use crate::pay::policy::{Action, ChannelView, PaymentPolicy, Planner, ServerView};
+use crate::pay::service::hex_wei;
 use crate::runtime::Runtime;
 use crate::store::{Store, StoreError};
 use crate::transport::Transport;
 use alloy_eips::BlockHashOrNumber;
-use alloy_primitives::{Address, B256, Bytes, KECCAK256_EMPTY, keccak256};
+use alloy_primitives::{Address, B256, Bytes, KECCAK256_EMPTY, U256, keccak256};
 use alloy_trie::EMPTY_ROOT_HASH;
 use futures_channel::mpsc::{UnboundedReceiver, UnboundedSender, unbounded};
 use futures_channel::oneshot;
@@ -37,6 +48,7 @@ use les::msg::{
     GetReceipts, GetTxStatus, LesMessage, ProofRequest, SendTxV2, TxLookup, TxState, limits,
 };
 use les::p2p::DisconnectReason;
+use les::pay::messages::{self as lespay, ErrorCode, LESPAY, LespayMessage};
 use les::session::{self, Event, RemotePeer, Role, Session, SessionConfig};
 use les::time::Timestamp;
 use les::ulc::{Ulc, UlcEvent};
@@ -65,6 +77,14 @@ const BUDGET_WAIT: Duration = Duration::from_millis(200);
 const HEAD_FETCH_ATTEMPTS: usize = 3;
 /// Heads between prunings of the stored header window.
 const PRUNE_EVERY: u64 = 64;
+/// How often the payment policy runs, unless configured.
+const PAY_TICK: Duration = Duration::from_secs(1);
+/// A paid (or to be paid) server's balance is asked for this often.
+const BALANCE_REFRESH: Duration = Duration::from_secs(5);
+/// How long `open_channel` waits for the opening transaction's verified receipt.
+const OPEN_WAIT: Duration = Duration::from_secs(120);
+/// The tip offered by the opening transaction (1 gwei).
+const OPEN_TIP: u128 = 1_000_000_000;
 
 /// The light client: implements [`Chain`] for the provider.
 pub struct Client<T: Transport, S: Store, R: Runtime> {
@@ -84,6 +104,18 @@ struct Inner<T: Transport, S: Store, R: Runtime> {
     stopped: Cell<bool>,
     started: Timestamp,
     install_millis: u64,
+    pay: Payments,
+}
+
+/// The client's payment side: the channel payer (with a configured key), how channels are
+/// opened, and the policy the dapp set.
+struct Payments {
+    payer: Option<Rc<ChannelPayer>>,
+    opener: Option<Rc<dyn ChannelOpener>>,
+    planner: RefCell<Option<Planner>>,
+    /// When each server's balance was last asked for.
+    balance_asked: RefCell<HashMap<NodeId, Timestamp>>,
+    tick: Duration,
 }
 
 struct State {
@@ -124,7 +156,8 @@ impl<T: Transport, S: Store, R: Runtime> Client<T, S, R> {
         Box::pin(async move {
             let install_millis = persist::open(&store, runtime.unix_millis()).await?;
             let restored = persist::restore(&store, &config.ulc).await?;
-            let key = NodeKey::random().map_err(|e| StoreError::Backend(format!("rng: {e}")))?;
+            let pay = Payments::load(&config, &store).await?;
+            let key = node_key(&store, config.payment.key.is_some()).await?;
             let mut state = State {
                 ulc: Ulc::new(config.ulc.clone()),
                 head: None,
@@ -158,11 +191,13 @@ impl<T: Transport, S: Store, R: Runtime> Client<T, S, R> {
                 next_request_id: Cell::new(1),
                 stopped: Cell::new(false),
                 install_millis,
+                pay,
             });
             for peer in &inner.peers {
                 let task = run_peer(inner.clone(), peer.clone());
                 inner.runtime.spawn(Box::pin(task));
             }
+            inner.runtime.spawn(Box::pin(run_payments(inner.clone())));
             Ok(Rc::new(Client { inner }))
         })
     }
@@ -215,6 +250,80 @@ async fn run_peer<T: Transport, S: Store, R: Runtime>(inner: Rc<Inner<T, S, R>>,
     }
 }
 
+impl Payments {
+    async fn load(config: &ResolvedConfig, store: &impl Store) -> Result<Self, StoreError> {
+        let payment = &config.payment;
+        let (payer, opener) = match &payment.key {
+            Some(key) => {
+                let funded = FundedKey::new(key.clone());
+                // Records that do not decode are left in the store untouched (and unused).
+                let (payer, _skipped) = ChannelPayer::load(store, Rc::new(funded.signer()))
+                    .await
+                    .map_err(|e| match e {
+                    PayError::Store(e) => e,
+                    other => StoreError::Backend(other.to_string()),
+                })?;
+                (Some(Rc::new(payer)), Some(Rc::new(funded) as Rc<dyn ChannelOpener>))
+            }
+            None => (None, None),
+        };
+        let planner = match &payment.policy {
+            Some(policy) => {
+                policy.validate().map_err(|e| StoreError::Open(format!("payment policy: {e}")))?;
+                Some(Planner::new(policy.clone()))
+            }
+            None => None,
+        };
+        Ok(Self {
+            payer,
+            opener,
+            planner: RefCell::new(planner),
+            balance_asked: RefCell::new(HashMap::new()),
+            tick: payment.tick.unwrap_or(PAY_TICK),
+        })
+    }
+}
+
+/// Store key (in `payments`) of the node key a paying client keeps.
+const NODE_KEY: &str = "nodeKey";
+
+/// Our RLPx identity: fresh per start, unless the client pays. A server credits a channel's
+/// cheques to the node ID that first presented one, so a paying client keeps its node key
+/// in the store to be the same client after a restart.
+async fn node_key(store: &impl Store, pays: bool) -> Result<NodeKey, StoreError> {
+    let rng = |e: les::crypto::CryptoError| StoreError::Backend(format!("rng: {e}"));
+    if !pays {
+        return NodeKey::random().map_err(rng);
+    }
+    let stored = store.get(crate::store::Table::Payments, NODE_KEY).await?;
+    if let Some(key) = stored
+        .and_then(|bytes| <[u8; 32]>::try_from(bytes.as_slice()).ok())
+        .and_then(|bytes| NodeKey::from_bytes(&bytes).ok())
+    {
+        return Ok(key);
+    }
+    let key = NodeKey::random().map_err(rng)?;
+    store
+        .write(vec![crate::store::StoreWrite::Put(
+            crate::store::Table::Payments,
+            NODE_KEY.into(),
+            key.to_bytes().to_vec(),
+        )])
+        .await?;
+    Ok(key)
+}
+
+/// Runs the payment policy every tick until the client stops.
+async fn run_payments<T: Transport, S: Store, R: Runtime>(inner: Rc<Inner<T, S, R>>) {
+    while !inner.stopped.get() {
+        inner.runtime.sleep(inner.pay.tick).await;
+        if inner.stopped.get() {
+            break;
+        }
+        inner.pay_tick().await;
+    }
+}
+
 impl<T: Transport, S: Store, R: Runtime> Inner<T, S, R> {
     fn stop(&self) {
         if self.stopped.replace(true) {
@@ -238,6 +347,7 @@ impl<T: Transport, S: Store, R: Runtime> Inner<T, S, R> {
             self.config.fork_schedule.clone(),
         );
         config.client_id = concat!("ulc/v", env!("CARGO_PKG_VERSION")).to_string();
+        config.extra_capabilities.push(lespay::capability());
         if let Some(head) = &self.state.borrow().head {
             config.head_number = head.number();
             config.head_time = head.header().timestamp;
@@ -287,6 +397,12 @@ impl<T: Transport, S: Store, R: Runtime> Inner<T, S, R> {
                 let RemotePeer::Server(offer) = info.remote else { return };
                 peer::set_offer(peer, offer);
                 peer.record.borrow_mut().connects += 1;
+                let offered = info.capabilities.iter().any(|c| c.name == LESPAY);
+                peer.service.borrow_mut().on_session(offered);
+                if offered {
+                    let (inner, peer) = (self.clone(), peer.clone());
+                    self.runtime.spawn(Box::pin(async move { inner.service_hello(&peer).await }));
+                }
                 if peer.server.spec.trusted {
                     let events = self.state.borrow_mut().ulc.reset_server(&info.node_id);
                     if let Ok(events) = events {
@@ -316,12 +432,26 @@ impl<T: Transport, S: Store, R: Runtime> Inner<T, S, R> {
                 peer.deliver(reply);
             }
             Event::Stopped => peer.fail_pending(),
+            Event::CapabilityMessage { capability, code, payload } if capability == LESPAY => {
+                peer.record.borrow_mut().messages_in += 1;
+                match LespayMessage::decode(code, &payload) {
+                    Ok(message) => {
+                        let mut service = peer.service.borrow_mut();
+                        service.on_message(message);
+                        let paid = service.is_paid();
+                        drop(service);
+                        peer.record.borrow_mut().paid = paid;
+                    }
+                    Err(_) => peer.service.borrow_mut().bad_messages += 1,
+                }
+            }
             _ => {}
         }
     }
 
     fn on_peer_down(&self, peer: &Peer) {
         *peer.link.borrow_mut() = None;
+        peer.service.borrow_mut().on_session_end();
         self.update_connectivity();
     }
 
@@ -474,7 +604,7 @@ impl<T: Transport, S: Store, R: Runtime> Inner<T, S, R> {
             }
             Either::Right(_) => {
                 peer.abandon(request_id);
-                peer.record.borrow_mut().timeouts += 1;
+                peer.record.borrow_mut().on_timeout();
                 Err(AttemptError::Timeout)
             }
         }
@@ -898,6 +1028,7 @@ impl<T: Transport, S: Store, R: Runtime> Inner<T, S, R> {
             self.peers.iter().map(|p| field(&p.record.borrow())).sum::<u64>()
         };
         json!({
+            "payments": self.pay.payer.is_some(),
             "installTime": self.install_millis,
             "uptimeMs": now.saturating_duration_since(self.started).as_millis() as u64,
             "head": head,
@@ -913,6 +1044,386 @@ impl<T: Transport, S: Store, R: Runtime> Inner<T, S, R> {
             "servers": servers,
         })
     }
+}
+
+/// Why a lespay request produced no reply.
+#[derive(Debug)]
+enum LespayFailure {
+    /// Not sent: no session, lespay not shared, or the message too large.
+    NotSent,
+    /// No reply in time, or the session ended first.
+    NoReply,
+}
+
+impl<T: Transport, S: Store, R: Runtime> Inner<T, S, R> {
+    /// One lespay request to `peer` and its reply (a lespay `Error` is a reply too).
+    async fn lespay_request(
+        &self,
+        peer: &Peer,
+        build: impl FnOnce(u64) -> LespayMessage,
+    ) -> Result<LespayMessage, LespayFailure> {
+        let req_id = self.next_id();
+        let receiver = peer.service.borrow_mut().expect_reply(req_id);
+        if peer.send_lespay(&build(req_id)).is_err() {
+            peer.service.borrow_mut().abandon(req_id);
+            return Err(LespayFailure::NotSent);
+        }
+        let timer = self.runtime.sleep(self.config.timing.request_timeout);
+        match select(receiver, timer).await {
+            Either::Left((Ok(reply), _)) => Ok(reply),
+            Either::Left((Err(_), _)) => Err(LespayFailure::NoReply),
+            Either::Right(_) => {
+                peer.service.borrow_mut().abandon(req_id);
+                Err(LespayFailure::NoReply)
+            }
+        }
+    }
+
+    /// A new session that shares lespay: learn the prices and our balance, and re-send a
+    /// cheque the server has not acknowledged.
+    async fn service_hello(&self, peer: &Rc<Peer>) {
+        let _ = self.lespay_request(peer, |req_id| LespayMessage::PriceQuery { req_id }).await;
+        let _ = self.lespay_request(peer, |req_id| LespayMessage::BalanceQuery { req_id }).await;
+        self.pay.balance_asked.borrow_mut().insert(peer.server.node_id(), self.runtime.now());
+        let pending = self.pay.payer.as_ref().and_then(|p| p.pending(&peer.server.node_id()));
+        if pending.is_some() && !peer.service.borrow().busy {
+            self.pay_server(peer, 0).await;
+        }
+    }
+
+    /// One run of the payment policy.
+    async fn pay_tick(&self) {
+        if self.pay.planner.borrow().is_none() {
+            return;
+        }
+        let now = self.runtime.now();
+        // Fresh balances first: the server charges continuously and pushes only changes.
+        for peer in &self.peers {
+            let node = peer.server.node_id();
+            let (idle, has_prices) = {
+                let service = peer.service.borrow();
+                (service.offered && !service.busy, service.prices.is_some())
+            };
+            if !idle {
+                continue;
+            }
+            let fresh = has_prices
+                && self
+                    .pay
+                    .balance_asked
+                    .borrow()
+                    .get(&node)
+                    .is_some_and(|at| now.saturating_duration_since(*at) < BALANCE_REFRESH);
+            let no_prices = !has_prices;
+            if fresh {
+                continue;
+            }
+            if no_prices {
+                let _ =
+                    self.lespay_request(peer, |req_id| LespayMessage::PriceQuery { req_id }).await;
+            }
+            let _ =
+                self.lespay_request(peer, |req_id| LespayMessage::BalanceQuery { req_id }).await;
+            self.pay.balance_asked.borrow_mut().insert(node, now);
+        }
+        // Unacknowledged cheques go out again before anything new is planned.
+        if let Some(payer) = &self.pay.payer {
+            for peer in &self.peers {
+                let idle = {
+                    let service = peer.service.borrow();
+                    service.offered && !service.busy
+                };
+                if idle && payer.pending(&peer.server.node_id()).is_some() {
+                    self.pay_server(peer, 0).await;
+                }
+            }
+        }
+        let views = self.server_views();
+        let signed = self.pay.payer.as_ref().map_or(U256::ZERO, |p| p.signed_total());
+        let unix_secs = self.runtime.unix_millis() / 1000;
+        let actions = match self.pay.planner.borrow_mut().as_mut() {
+            Some(planner) => planner.plan(now, unix_secs, &views, signed),
+            None => return,
+        };
+        for action in actions {
+            let node = match &action {
+                Action::Pay { server, .. } | Action::RequestCapacity { server, .. } => *server,
+            };
+            let Some(peer) = self.peers.iter().find(|p| p.server.node_id() == node) else {
+                continue;
+            };
+            match action {
+                Action::Pay { tokens, .. } => self.pay_server(peer, tokens).await,
+                Action::RequestCapacity { capacity, .. } => {
+                    peer.service.borrow_mut().busy = true;
+                    let _ = self
+                        .lespay_request(peer, |req_id| LespayMessage::CapacityRequest {
+                            req_id,
+                            capacity,
+                        })
+                        .await;
+                    peer.service.borrow_mut().busy = false;
+                    let paid = peer.service.borrow().is_paid();
+                    peer.record.borrow_mut().paid = paid;
+                }
+            }
+        }
+    }
+
+    /// The servers as the policy sees them.
+    fn server_views(&self) -> Vec<ServerView> {
+        self.peers
+            .iter()
+            .filter(|p| p.service.borrow().offered)
+            .map(|peer| {
+                let node = peer.server.node_id();
+                let service = peer.service.borrow();
+                let channel = self.pay.payer.as_ref().and_then(|p| p.channel(&node)).map(|c| {
+                    ChannelView { deposit: c.deposit, signed: c.highest_signed, expiry: c.expiry }
+                });
+                ServerView {
+                    node,
+                    value: peer.record.borrow().value(),
+                    prices: service.prices.clone(),
+                    balance: service.balance,
+                    channel,
+                    busy: service.busy,
+                }
+            })
+            .collect()
+    }
+
+    /// Pays `tokens` to `peer` (or re-sends the pending cheque): the cheque is stored by the
+    /// payer before it is sent; the acknowledgement commits it, a refusal rolls it back, and
+    /// no reply leaves it pending for the next try.
+    async fn pay_server(&self, peer: &Peer, tokens: u64) {
+        let Some(payer) = &self.pay.payer else { return };
+        let node = peer.server.node_id();
+        let Some(prices) = peer.service.borrow().prices.clone() else { return };
+        peer.service.borrow_mut().busy = true;
+        let payment = match payer.prepare(&self.store, node, &prices, tokens).await {
+            Ok(payment) => payment,
+            Err(error) => {
+                let mut service = peer.service.borrow_mut();
+                service.busy = false;
+                service.last_error = Some((ErrorCode::Internal, format!("not paid: {error}")));
+                return;
+            }
+        };
+        if !payment.resend
+            && let Some(planner) = self.pay.planner.borrow_mut().as_mut()
+        {
+            planner.record_spend(self.runtime.now(), payment.wei);
+        }
+        peer.record.borrow_mut().wei_signed = payment.cumulative;
+        let receiver = payment.receiver.clone();
+        let proof = payment.proof.clone();
+        let reply = self
+            .lespay_request(peer, |req_id| LespayMessage::Pay { req_id, receiver, proof })
+            .await;
+        match reply {
+            Ok(LespayMessage::PayReply { credited, receipt, .. }) => {
+                let committed = payer.commit(&self.store, node, &receipt).await;
+                if committed.is_ok() {
+                    peer.record.borrow_mut().tokens_bought += credited;
+                }
+            }
+            Ok(LespayMessage::Error {
+                code: ErrorCode::UnknownReceiver | ErrorCode::BadProof | ErrorCode::Rejected,
+                ..
+            }) => {
+                let _ = payer.rollback(&self.store, node).await;
+            }
+            // Not synced, rate-limited, internal trouble, no reply: the cheque stays pending
+            // and is re-sent; the server counts an equal cumulative once.
+            _ => {}
+        }
+        peer.service.borrow_mut().busy = false;
+    }
+
+    fn service_status(&self) -> Value {
+        let now = self.runtime.now();
+        let planner = self.pay.planner.borrow_mut().clone();
+        let servers: Vec<Value> = self
+            .peers
+            .iter()
+            .map(|peer| {
+                let node = peer.server.node_id();
+                let record = peer.record.borrow();
+                let mut entry = peer.service.borrow().to_json();
+                entry["nodeId"] = json!(format!("{node}"));
+                entry["connected"] = json!(peer.is_established());
+                entry["value"] = json!(record.value());
+                entry["serviceValue"] = json!(record.service_value);
+                entry["softTimeoutMs"] = json!(record.soft_timeout().as_millis() as u64);
+                entry["spent"] = json!({
+                    "weiSigned": hex_wei(record.wei_signed),
+                    "tokensBought": record.tokens_bought,
+                });
+                let channel = self.pay.payer.as_ref().and_then(|p| p.channel(&node));
+                entry["channel"] = channel.map_or(Value::Null, |c| channel_json(&c));
+                entry["hold"] =
+                    json!(planner.as_ref().and_then(|p| p.hold(&node)).map(|h| h.as_str()));
+                entry
+            })
+            .collect();
+        let (policy, spent_hour) = match planner {
+            Some(mut planner) => (
+                serde_json::to_value(planner.policy()).unwrap_or(Value::Null),
+                Some(hex_wei(planner.spent_last_hour(now))),
+            ),
+            None => (Value::Null, None),
+        };
+        json!({
+            "payments": self.pay.payer.is_some(),
+            "payer": self.pay.payer.as_ref().map(|p| format!("{}", p.payer_address())),
+            "policy": policy,
+            "signedTotalWei": hex_wei(self.pay.payer.as_ref().map_or(U256::ZERO, |p| p.signed_total())),
+            "spentLastHourWei": spent_hour,
+            "servers": servers,
+        })
+    }
+
+    /// Opens a channel to `server` (see [`Chain::open_channel`]).
+    async fn open_channel(
+        &self,
+        server: NodeId,
+        deposit: U256,
+        lifetime_secs: u64,
+    ) -> ChainResult<Value> {
+        let (Some(payer), Some(opener)) = (&self.pay.payer, &self.pay.opener) else {
+            return Err(ClientError::Unavailable("no payment key configured".into()));
+        };
+        let Some(peer) = self.peers.iter().find(|p| p.server.node_id() == server) else {
+            return Err(ClientError::Rejected(format!("{server} is not a configured server")));
+        };
+        let head = self.wait_head().await?.header;
+        if !peer.service.borrow().offered {
+            return Err(ClientError::Unavailable(format!("{server} does not offer lespay")));
+        }
+        if peer.service.borrow().prices.is_none() {
+            let _ = self.lespay_request(peer, |req_id| LespayMessage::PriceQuery { req_id }).await;
+        }
+        let terms = peer.service.borrow().prices.as_ref().and_then(|p| p.channel.clone());
+        let Some(terms) = terms else {
+            return Err(ClientError::Unavailable(format!("{server} sells no channel capacity")));
+        };
+        if terms.chain_id != self.config.chain_id {
+            return Err(ClientError::Rejected(format!(
+                "{server}'s channel contract is on chain {}",
+                terms.chain_id
+            )));
+        }
+        if deposit < terms.min_deposit || deposit.is_zero() {
+            return Err(ClientError::Rejected(format!(
+                "deposit below the server's minimum of {} wei",
+                terms.min_deposit
+            )));
+        }
+        if lifetime_secs <= terms.accept_margin_secs {
+            return Err(ClientError::Rejected(format!(
+                "lifetime must exceed the server's accept margin of {} s",
+                terms.accept_margin_secs
+            )));
+        }
+        if payer.channel(&server).is_some_and(|c| c.is_pending()) {
+            return Err(ClientError::Rejected(PayError::Pending.to_string()));
+        }
+        let account = self.account(&head, opener.payer(), Vec::new()).await?;
+        let base_fee = u128::from(head.header().base_fee_per_gas.unwrap_or(0));
+        let expiry = head.header().timestamp.saturating_add(lifetime_secs);
+        let request = OpenRequest {
+            chain_id: self.config.chain_id,
+            contract: terms.contract,
+            payee: terms.payee,
+            deposit,
+            expiry,
+            nonce: account.account.map_or(0, |a| a.nonce),
+            max_fee_per_gas: base_fee.saturating_mul(2).saturating_add(OPEN_TIP),
+            max_priority_fee_per_gas: OPEN_TIP,
+            gas_limit: OPEN_GAS_LIMIT,
+        };
+        let hash = match opener.submit(request).await {
+            Ok(Submission::Raw(raw)) => self.send_raw_transaction(raw).await?,
+            Ok(Submission::Sent(hash)) => hash,
+            Err(error) => return Err(ClientError::Rejected(error.to_string())),
+        };
+        let receipt = self.verified_receipt(hash).await?;
+        let opened =
+            crate::pay::open::find_opened(&receipt, terms.contract, opener.payer(), terms.payee)
+                .map_err(|e| ClientError::Rejected(e.to_string()))?;
+        let state = ChannelState::opened(
+            terms.chain_id,
+            terms.contract,
+            terms.payee,
+            opened.channel_id,
+            opened.deposit,
+            opened.expiry,
+        );
+        payer
+            .add_channel(&self.store, server, state.clone())
+            .await
+            .map_err(|e| ClientError::Rejected(e.to_string()))?;
+        let mut out = channel_json(&state);
+        out["transactionHash"] = json!(format!("{hash}"));
+        Ok(out)
+    }
+
+    /// The receipt of transaction `hash` once it is included, verified as for
+    /// `eth_getTransactionReceipt`: the servers' location is checked against the canonical
+    /// block's verified body, the receipt against its receipts root.
+    async fn verified_receipt(&self, hash: B256) -> ChainResult<alloy_consensus::ReceiptEnvelope> {
+        let deadline = self.runtime.now().saturating_add(OPEN_WAIT);
+        loop {
+            if let Some(location) = self.transaction_location(hash).await? {
+                let header = self.fetch_header_by_hash(location.block_hash).await?;
+                if let Some(header) = header.filter(|h| h.number() == location.block_number) {
+                    let canonical = self
+                        .header_by_number(header.number())
+                        .await?
+                        .is_some_and(|h| h.hash() == header.hash());
+                    let index = usize::try_from(location.index).unwrap_or(usize::MAX);
+                    if canonical {
+                        let body = self.body(&header).await?;
+                        let found = body
+                            .body
+                            .transactions()
+                            .get(index)
+                            .is_some_and(|tx| *tx.tx_hash() == hash);
+                        if found {
+                            let receipts = self.receipts(&header).await?;
+                            if let Some(receipt) = receipts.receipts().get(index) {
+                                return Ok(receipt.clone());
+                            }
+                        }
+                    }
+                }
+            }
+            if self.runtime.now() >= deadline {
+                return Err(ClientError::Unavailable(format!(
+                    "transaction {hash} not included within {} s",
+                    OPEN_WAIT.as_secs()
+                )));
+            }
+            self.runtime.sleep(BUDGET_WAIT.saturating_mul(5)).await;
+        }
+    }
+}
+
+/// A channel as `ulc_serviceStatus` shows it.
+fn channel_json(c: &ChannelState) -> Value {
+    json!({
+        "chainId": c.chain_id,
+        "contract": format!("{}", c.contract),
+        "payee": format!("{}", c.payee),
+        "channelId": format!("{}", c.channel_id),
+        "depositWei": hex_wei(c.deposit),
+        "expiry": c.expiry,
+        "signedWei": hex_wei(c.signed),
+        "highestSignedWei": hex_wei(c.highest_signed),
+        "acceptedWei": hex_wei(c.accepted),
+        "pending": c.is_pending(),
+    })
 }
 
 impl<T: Transport, S: Store, R: Runtime> Chain for Client<T, S, R> {
@@ -1017,5 +1528,27 @@ impl<T: Transport, S: Store, R: Runtime> Chain for Client<T, S, R> {
 
     fn metrics(&self) -> Value {
         self.inner.metrics()
+    }
+
+    fn service_status(&self) -> Value {
+        self.inner.service_status()
+    }
+
+    fn set_payment_policy(&self, policy: Option<PaymentPolicy>) -> ChainResult<()> {
+        if let Some(policy) = &policy {
+            policy.validate().map_err(|e| ClientError::Rejected(e.to_string()))?;
+        }
+        *self.inner.pay.planner.borrow_mut() = policy.map(Planner::new);
+        Ok(())
+    }
+
+    fn open_channel(
+        &self,
+        server: NodeId,
+        deposit: U256,
+        lifetime_secs: u64,
+    ) -> ChainFuture<Value> {
+        let inner = self.inner.clone();
+        Box::pin(async move { inner.open_channel(server, deposit, lifetime_secs).await })
     }
 }

@@ -1,10 +1,12 @@
 //! One configured server: its connection (a `les::session::Session` over a transport
-//! stream), the requests waiting for its replies, and its value record. The driver task
+//! stream), the requests waiting for its replies, its value record, and its lespay service
+//! state (`pay::service`). The driver task
 //! here only moves bytes, time and replies; every protocol decision is the session's, every
 //! trust decision the client core's.
 
 use super::metrics::ValueRecord;
 use crate::config::Server;
+use crate::pay::service::ServerService;
 use crate::runtime::Runtime;
 use crate::transport::{Connection, TransportError};
 use futures_channel::mpsc::{UnboundedReceiver, UnboundedSender, unbounded};
@@ -12,6 +14,7 @@ use futures_channel::oneshot;
 use futures_util::StreamExt;
 use futures_util::future::{FutureExt, LocalBoxFuture, select_all};
 use les::msg::{LesMessage, RemoteServer};
+use les::pay::messages::{LESPAY, LespayMessage};
 use les::session::{CallError, Event, Session};
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -33,6 +36,8 @@ pub(super) struct Peer {
     pub server: Server,
     pub link: RefCell<Option<Link>>,
     pub record: RefCell<ValueRecord>,
+    /// What lespay tells of our service there.
+    pub service: RefCell<ServerService>,
     /// Connection attempts since the last established session (for the backoff).
     pub attempts: Cell<u32>,
 }
@@ -54,6 +59,7 @@ impl Peer {
             server,
             link: RefCell::new(None),
             record: RefCell::new(ValueRecord::default()),
+            service: RefCell::new(ServerService::default()),
             attempts: Cell::new(0),
         }
     }
@@ -98,6 +104,21 @@ impl Peer {
         let _ = link.kick.unbounded_send(());
         self.record.borrow_mut().messages_out += 1;
         Ok(receiver)
+    }
+
+    /// Queues a lespay message on the session (the reply, if any, arrives through
+    /// [`ServerService::expect_reply`]).
+    pub fn send_lespay(&self, message: &LespayMessage) -> Result<(), AttemptError> {
+        let mut link = self.link.borrow_mut();
+        let link =
+            link.as_mut().filter(|link| link.offer.is_some()).ok_or(AttemptError::NotReady)?;
+        let (code, payload) = message.encode();
+        link.session
+            .send_capability_message(LESPAY, code, &payload)
+            .map_err(|_| AttemptError::NotReady)?;
+        let _ = link.kick.unbounded_send(());
+        self.record.borrow_mut().messages_out += 1;
+        Ok(())
     }
 
     /// Forgets a request whose reply is no longer awaited (timed out).

@@ -5,7 +5,8 @@
 //! core verified against the ULC-accepted head, or derived from such data
 //! (`docs/verification.md` lists how, per method). Parameters are parsed strictly
 //! ([`params`]), results are encoded by hand ([`encode`]), errors carry stable codes
-//! ([`error::codes`]).
+//! ([`error::codes`]). The service-model methods (`ulc_serviceStatus`,
+//! `ulc_setPaymentPolicy`, `ulc_openChannel`) are in [`service`].
 //!
 //! Block tags: `latest`, `pending`, `safe` and `finalized` all mean the accepted head (ULC has
 //! no pending block and no finality gadget); `earliest` is block 0. A block above the head is
@@ -22,6 +23,7 @@ pub mod fees;
 pub mod filters;
 pub mod logs;
 pub mod params;
+pub mod service;
 #[cfg(test)]
 mod tests;
 
@@ -256,6 +258,9 @@ impl<C: Chain> Provider<C> {
                 }
                 done(Ok(metrics))
             }
+            "ulc_serviceStatus" => service::service_status(chain, &p)?,
+            "ulc_setPaymentPolicy" => service::set_payment_policy(chain, &p)?,
+            "ulc_openChannel" => service::open_channel(chain, &p)?,
             "ulc_status" => {
                 p.arity(0, 0)?;
                 async move { status(&*chain).await }.boxed_local()
