@@ -26,7 +26,7 @@
 //                           it unless it is 3600 or more (the report says which)
 //   BENCH_NATIVE_IDLE_SECS  native client idle period (default: BENCH_IDLE_SECS, at most 60)
 //   BENCH_QUICK=1           short criterion runs (10 samples, 1 s each): for trials
-//   BENCH_ONLY=a,b          run only these pieces: sizes, les_core, relay, lesd, client, browser
+//   BENCH_ONLY=a,b          run only these pieces: sizes, les_core, pool, cheque, relay, lesd, client, browser
 //   BENCH_OUT=bench         where report.md and report.json go
 //   HELIOS_VERSION=0.11.1, COLIBRI_VERSION=latest   the npm packages compared
 //   LESD_BENCH_CLIENTS, LESD_BENCH_FANOUT, LESD_BENCH_SECONDS   passed on to lesd_bench
@@ -242,10 +242,20 @@ async function sizes() {
 
 const BENCHES = [
   { piece: 'les_core', pkg: 'les', bench: 'les_core', dir: 'les' },
+  { piece: 'pool', pkg: 'les', bench: 'pool', dir: 'les' },
+  { piece: 'cheque', pkg: 'les', bench: 'cheque', dir: 'les' },
   { piece: 'relay', pkg: 'les-bridge', bench: 'relay', dir: 'bridge' },
   { piece: 'lesd', pkg: 'lesd', bench: 'lesd_bench', dir: 'server' },
   { piece: 'client', pkg: 'ulc', bench: 'client_bench', dir: 'crate' },
 ];
+
+/** Pieces reported as criterion tables only, with their report headings. */
+const CRITERION_ONLY = ['les_core', 'pool', 'cheque'];
+const CRITERION_HEADINGS = {
+  les_core: 'Protocol core (les/benches/les_core.rs)',
+  pool: 'Service model: client pool admission and capacity queries, 10,000 clients (les/benches/pool.rs)',
+  cheque: 'Service model: cheque verification (les/benches/cheque.rs)',
+};
 
 /** Builds the wanted bench executables once (so nothing rebuilds between repetitions). */
 async function buildBenches(wanted) {
@@ -354,13 +364,16 @@ async function main() {
     }
   }
 
-  if (exes.les_core && want('les_core')) {
-    const r = await runCriterion(BENCHES[0], exes.les_core, quick);
-    piece('les_core', r.code === 0 ? { criterion: r.criterion, log: relative(ROOT, r.log) } : { ...failed(r, 'les_core'), criterion: r.criterion });
+  // The criterion-only pieces: the protocol core, the service model's client pool and cheques.
+  for (const name of CRITERION_ONLY) {
+    const spec = BENCHES.find((b) => b.piece === name);
+    if (!exes[spec.bench] || !want(name)) continue;
+    const r = await runCriterion(spec, exes[spec.bench], quick);
+    piece(name, r.code === 0 ? { criterion: r.criterion, log: relative(ROOT, r.log) } : { ...failed(r, name), criterion: r.criterion });
   }
 
   if (exes.relay && want('relay')) {
-    const r = await runCriterion(BENCHES[1], exes.relay, quick, { RELAY_BENCH_ROUNDS: String(repeat) });
+    const r = await runCriterion(BENCHES.find((b) => b.piece === 'relay'), exes.relay, quick, { RELAY_BENCH_ROUNDS: String(repeat) });
     const [p] = r.json;
     if (r.code === 0 && p) {
       const added = (a, b) => a.map((v, i) => v - b[i]);
@@ -620,9 +633,10 @@ function markdown(r) {
     }
   }
 
-  const lc = r.pieces.les_core;
-  if (lc) {
-    out.push('## Protocol core (les/benches/les_core.rs)');
+  for (const name of CRITERION_ONLY) {
+    const lc = r.pieces[name];
+    if (!lc) continue;
+    out.push(`## ${CRITERION_HEADINGS[name]}`);
     out.push('');
     if (lc.error) out.push(failedSection(lc));
     out.push(criterionTable(lc.criterion ?? []));
