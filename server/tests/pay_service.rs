@@ -7,248 +7,32 @@
 
 mod common;
 mod lesd_client;
+#[path = "common/pay/mod.rs"]
+mod pay_support;
 
 use common::{Anvil, temp_dir};
-use les::crypto::{Enode, NodeId, NodeKey};
-use les::flow::FlowParams;
-use les::msg::{AnnounceType, BlockHashOrNumber, GetBlockHeaders, LesMessage};
+use les::crypto::{NodeId, NodeKey};
 use les::p2p::DisconnectReason;
-use les::pay::messages::{
-    self, Balance, ErrorCode, IntOrInf, LESPAY, LespayMessage, PriorityClass, codes,
-};
-use les::session::{ClientConfig, Event, Role, Session, SessionConfig};
-use les::time::Timestamp;
+use les::pay::messages::{self, Balance, ErrorCode, LESPAY, LespayMessage, PriorityClass, codes};
+use les::session::Event;
 use lesd::daemon::{Daemon, DaemonConfig};
 use lesd::pay::service::{FreeIdRule, ServiceConfig};
 use lesd_client::{ChainInfo, POLL, WAIT};
+use pay_support::client::{PayChain, PayClient};
 use serde_json::{Value, json};
-use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
 /// geth's minimum capacity with its default cost table.
 const MIN_CAP: u64 = 16_000;
 
-/// A client speaking LES and lespay/1, driven over TCP.
-struct PayClient {
-    session: Session,
-    stream: TcpStream,
-    start: Instant,
-    events: VecDeque<Event>,
-    next_id: u64,
-    node_id: NodeId,
-}
-
 impl PayClient {
+    /// Connects to the in-process `daemon` with node key `key`.
     async fn connect(daemon: &Daemon, key: NodeKey) -> Result<Self, DisconnectReason> {
-        let enode: Enode = daemon.enode();
         let chain = ChainInfo::of(daemon);
-        let stream =
-            TcpStream::connect(enode.socket_addr().expect("address")).await.expect("tcp connect");
-        let _ = stream.set_nodelay(true);
-        let node_id = les::crypto::node_id(&key.public_key());
-        let role =
-            Role::Client(ClientConfig { announce_type: AnnounceType::Simple, trusted: true });
-        let mut config = SessionConfig::new(key, role, chain.network_id, chain.schedule.clone());
-        config.extra_capabilities = vec![messages::capability()];
-        let session =
-            Session::connect(config, enode.public_key, Timestamp::from_nanos(0)).expect("session");
-        let mut client = Self {
-            session,
-            stream,
-            start: Instant::now(),
-            events: VecDeque::new(),
-            next_id: 0,
-            node_id,
-        };
-        match client.wait(|e| matches!(e, Event::Established(_)), WAIT).await {
-            Ok(Event::Established(info)) => {
-                assert!(
-                    info.capabilities.iter().any(|c| c.name == LESPAY),
-                    "lesd offers lespay by default"
-                );
-            }
-            Ok(_) => unreachable!(),
-            Err(reason) => return Err(reason),
-        }
-        // The server admits (or refuses) right after Status; give a refusal time to arrive.
-        client.pump_for(Duration::from_millis(200)).await?;
-        Ok(client)
-    }
-
-    fn now(&self) -> Timestamp {
-        Timestamp::from_nanos(u64::try_from(self.start.elapsed().as_nanos()).expect("ns"))
-    }
-
-    async fn flush(&mut self) {
-        while let Some(bytes) = self.session.poll_transmit() {
-            if self.stream.write_all(&bytes).await.is_err() {
-                return;
-            }
-        }
-    }
-
-    /// Reads once (at most `wait`) and queues the events.
-    async fn pump(&mut self, wait: Duration) {
-        self.flush().await;
-        let mut buf = [0u8; 16 * 1024];
-        match tokio::time::timeout(wait, self.stream.read(&mut buf)).await {
-            Ok(Ok(0)) | Ok(Err(_)) => {
-                if !self.session.is_closed() {
-                    self.session.disconnect(DisconnectReason::NetworkError);
-                }
-            }
-            Ok(Ok(n)) => {
-                let now = self.now();
-                self.session.handle_input(&buf[..n], now);
-            }
-            Err(_) => {}
-        }
-        let now = self.now();
-        if self.session.poll_timeout().is_some_and(|at| at <= now) {
-            self.session.handle_timeout(now);
-        }
-        while let Some(event) = self.session.poll_event() {
-            self.events.push_back(event);
-        }
-        self.flush().await;
-    }
-
-    /// Services the connection for `duration`; Err if it was disconnected meanwhile.
-    async fn pump_for(&mut self, duration: Duration) -> Result<(), DisconnectReason> {
-        let deadline = Instant::now() + duration;
-        while Instant::now() < deadline {
-            if let Some(reason) = self.disconnect_reason() {
-                return Err(reason);
-            }
-            self.pump(Duration::from_millis(20)).await;
-        }
-        self.disconnect_reason().map_or(Ok(()), Err)
-    }
-
-    fn disconnect_reason(&self) -> Option<DisconnectReason> {
-        self.events.iter().find_map(|e| match e {
-            Event::Disconnected { reason, .. } => Some(*reason),
-            _ => None,
-        })
-    }
-
-    /// The first queued or arriving event matching `wanted`; Err(reason) once disconnected.
-    async fn wait(
-        &mut self,
-        wanted: impl Fn(&Event) -> bool,
-        timeout: Duration,
-    ) -> Result<Event, DisconnectReason> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(index) = self.events.iter().position(&wanted) {
-                return Ok(self.events.remove(index).expect("present"));
-            }
-            if let Some(reason) = self.disconnect_reason() {
-                return Err(reason);
-            }
-            assert!(Instant::now() < deadline, "timed out waiting for an event");
-            self.pump(Duration::from_millis(50)).await;
-        }
-    }
-
-    /// Waits until the server disconnects us; the reason.
-    async fn disconnected(&mut self, timeout: Duration) -> DisconnectReason {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(reason) = self.disconnect_reason() {
-                return reason;
-            }
-            assert!(Instant::now() < deadline, "not disconnected in time");
-            self.pump(Duration::from_millis(50)).await;
-        }
-    }
-
-    fn req_id(&mut self) -> u64 {
-        self.next_id += 1;
-        self.next_id
-    }
-
-    async fn send_raw(&mut self, code: u64, payload: &[u8]) {
-        self.session.send_capability_message(LESPAY, code, payload).expect("lespay negotiated");
-        self.flush().await;
-    }
-
-    async fn send(&mut self, message: &LespayMessage) {
-        let (code, payload) = message.encode();
-        self.send_raw(code, &payload).await;
-    }
-
-    /// The next lespay message matching `wanted`.
-    async fn lespay(&mut self, wanted: impl Fn(&LespayMessage) -> bool) -> LespayMessage {
-        let event = self
-            .wait(
-                |e| match e {
-                    Event::CapabilityMessage { capability, code, payload }
-                        if capability == LESPAY =>
-                    {
-                        LespayMessage::decode(*code, payload).is_ok_and(|m| wanted(&m))
-                    }
-                    _ => false,
-                },
-                WAIT,
-            )
-            .await
-            .expect("connected");
-        let Event::CapabilityMessage { code, payload, .. } = event else { unreachable!() };
-        LespayMessage::decode(code, &payload).expect("decodes")
-    }
-
-    /// Sends a request built around a fresh id and waits for the message answering it.
-    async fn call(&mut self, build: impl FnOnce(u64) -> LespayMessage) -> LespayMessage {
-        let id = self.req_id();
-        self.send(&build(id)).await;
-        self.lespay(|m| m.req_id() == Some(id)).await
-    }
-
-    async fn balance(&mut self) -> Balance {
-        match self.call(|req_id| LespayMessage::BalanceQuery { req_id }).await {
-            LespayMessage::BalanceReply { balance, .. } => balance,
-            other => panic!("not a BalanceReply: {other:?}"),
-        }
-    }
-
-    async fn capacity_query(&mut self, add: &[u64]) -> Vec<u64> {
-        let add_tokens =
-            add.iter().map(|&a| IntOrInf::Pos(alloy_primitives::U256::from(a))).collect();
-        match self
-            .call(|req_id| LespayMessage::CapacityQuery { req_id, bias_secs: 0, add_tokens })
-            .await
-        {
-            LespayMessage::CapacityReply { capacities, .. } => capacities,
-            other => panic!("not a CapacityReply: {other:?}"),
-        }
-    }
-
-    fn server_params(&self) -> FlowParams {
-        self.session.server_buffer().expect("client side").params().clone()
-    }
-
-    /// A header request answered: the server is still serving us.
-    async fn headers_served(&mut self) -> bool {
-        let id = self.req_id();
-        let request = LesMessage::GetBlockHeaders(GetBlockHeaders {
-            request_id: id,
-            origin: BlockHashOrNumber::Number(0),
-            max_headers: 1,
-            skip: 0,
-            reverse: false,
-        });
-        let now = self.now();
-        self.session.send_request(request, now).expect("within budget");
-        self.flush().await;
-        matches!(
-            self.wait(|e| matches!(e, Event::Reply(r) if r.request_id() == Some(id)), WAIT).await,
-            Ok(Event::Reply(LesMessage::BlockHeaders(reply))) if reply.headers.len() == 1
-        )
+        let chain = PayChain { network_id: chain.network_id, schedule: chain.schedule };
+        Self::connect_to(&daemon.enode(), &chain, key).await
     }
 }
 
@@ -656,60 +440,18 @@ async fn malformed_and_spammed_lespay_requests_get_errors_and_the_server_keeps_s
     daemon.shutdown().await;
 }
 
-alloy_sol_types::sol! {
-    function open(address payee, uint64 expiry) external payable returns (bytes32 id);
-    function channels(bytes32 id) external view returns (address payer, address payee, uint128 deposit, uint128 paidOut, uint64 expiry, bool closed);
-}
-
-/// Sends a transaction from anvil's first dev account and waits for its receipt.
-async fn transact(anvil: &Anvil, tx: Value) -> Value {
-    let hash = anvil.rpc("eth_sendTransaction", json!([tx])).await;
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let receipt = anvil.rpc("eth_getTransactionReceipt", json!([hash])).await;
-        if !receipt.is_null() {
-            assert_eq!(receipt["status"], json!("0x1"), "transaction failed: {receipt}");
-            return receipt;
-        }
-        assert!(Instant::now() < deadline, "transaction not mined");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    let digits: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    format!("0x{digits}")
-}
-
 #[tokio::test]
 async fn a_channel_cheque_is_credited_once_and_redeemed_on_chain() {
-    use alloy_primitives::{Address, B256, U256};
-    use alloy_sol_types::SolCall;
+    use alloy_primitives::U256;
     use les::pay::cheque::{Cheque, key_address};
     use les::pay::messages::{ChannelProof, ChannelReceipt, ExchangeRate};
     use lesd::pay::service::PaymentConfig;
-    use std::str::FromStr;
+    use pay_support::channel::{deploy, hex, open_channel, transact};
 
     let anvil = Anvil::spawn();
     let dir = temp_dir("pay-channel");
-    // Deploy PaymentChannel(minLifetime = 1 s).
-    let artifact: Value = serde_json::from_str(
-        &std::fs::read_to_string(
-            Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("../contracts/artifacts/PaymentChannel.json"),
-        )
-        .expect("contract artifact (contracts/artifacts/PaymentChannel.json)"),
-    )
-    .expect("artifact JSON");
-    let bytecode = artifact["bytecode"].as_str().expect("bytecode");
-    let deploy = format!("{bytecode}{:064x}", 1u64);
-    let receipt = transact(
-        &anvil,
-        json!({ "from": common::DEV_ADDRESS_0, "data": deploy, "gas": "0x300000" }),
-    )
-    .await;
-    let contract =
-        Address::from_str(receipt["contractAddress"].as_str().expect("address")).expect("address");
+    // PaymentChannel(minLifetime = 1 s).
+    let contract = deploy(&anvil, 1).await;
 
     // The server's payee key, funded for the redeem's gas.
     let payee_key = NodeKey::random().expect("rng");
@@ -725,14 +467,8 @@ async fn a_channel_cheque_is_credited_once_and_redeemed_on_chain() {
         .duration_since(std::time::UNIX_EPOCH)
         .expect("clock")
         .as_secs();
-    let open = openCall { payee, expiry: now + 7 * 24 * 3600 }.abi_encode();
-    let receipt = transact(
-        &anvil,
-        json!({ "from": common::DEV_ADDRESS_0, "to": contract.to_string(), "data": hex(&open), "value": "0xde0b6b3a7640000", "gas": "0x100000" }),
-    )
-    .await;
-    let channel_id =
-        B256::from_str(receipt["logs"][0]["topics"][1].as_str().expect("Opened id")).expect("id");
+    let ether = U256::from(1_000_000_000_000_000_000u64);
+    let channel_id = open_channel(&anvil, contract, payee, ether, now + 7 * 24 * 3600).await;
 
     let server_key = NodeKey::random().expect("rng");
     // 1 token per 1000 wei.
@@ -813,15 +549,7 @@ async fn a_channel_cheque_is_credited_once_and_redeemed_on_chain() {
     let redeemed = admin_ok(&daemon, "les_redeem", json!([channel_id.to_string()])).await;
     assert_eq!(redeemed["status"], json!("redeemed"), "{redeemed}");
     assert_eq!(redeemed["paidOut"], json!(cumulative.to_string()));
-    let call = channelsCall { id: channel_id }.abi_encode();
-    let answer = anvil
-        .rpc("eth_call", json!([{ "to": contract.to_string(), "data": hex(&call) }, "latest"]))
-        .await;
-    let bytes: Vec<u8> = (2..answer.as_str().expect("hex").len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&answer.as_str().expect("hex")[i..i + 2], 16).expect("hex"))
-        .collect();
-    let onchain = channelsCall::abi_decode_returns(&bytes).expect("channels() decodes");
+    let onchain = pay_support::channel::on_chain(&anvil, contract, channel_id).await;
     assert_eq!(U256::from(onchain.paidOut), cumulative);
     let log = admin_ok(&daemon, "les_paymentLog", json!([0, 10])).await;
     assert_eq!(log.as_array().map(Vec::len), Some(1), "the duplicate is not logged: {log}");
