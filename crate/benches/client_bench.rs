@@ -62,6 +62,7 @@ async fn bench() {
             .collect(),
         fraction: 75,
         storage: StorageKind::Memory,
+        payment: None,
     };
     println!("ulc client bench: anvil (2 s blocks) + 3 lesd on 127.0.0.1, fraction 75 % (3 of 3)");
 

@@ -22,6 +22,34 @@ export interface ProviderConfig {
   fraction?: number;
   /** Where state is kept (default "indexeddb": a reload resumes at once). */
   storage?: 'indexeddb' | 'memory';
+  /** Paying servers for capacity above the free tier (default: free service only). */
+  payment?: PaymentConfig;
+}
+
+/** What `ulc_setPaymentPolicy` takes (amounts as 0x-hex wei strings). */
+export interface PaymentPolicy {
+  /** The most wei signed over in all channels together. */
+  budgetWei: string;
+  /** The most wei signed over within any hour (at most budgetWei). */
+  maxSpendWeiPerHour?: string;
+  /** Capacity wanted from each paid server (cost units per ms; 1000000 = one thread). */
+  targetCapacity: number;
+  /** How many of the best servers to pay (default 1), or their node IDs. */
+  servers?: number | string[];
+  /** Pay when the balance would last less than this many seconds (default 60). */
+  lowBalanceSecs?: number;
+  /** Each payment buys this many seconds at the target capacity (default 600). */
+  topUpSecs?: number;
+}
+
+export interface PaymentConfig {
+  /**
+   * A HOT key (0x + 64 hex secret) that opens channels (`ulc_openChannel`) and signs cheques
+   * without asking anyone: fund it with only the deposits you mean to put at risk.
+   */
+  key?: string;
+  /** The policy to follow from the start; `ulc_setPaymentPolicy` changes it later. */
+  policy?: PaymentPolicy;
 }
 
 export interface RequestArguments {

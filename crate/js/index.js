@@ -66,6 +66,13 @@ function configJson(config) {
     }
     out.storage = config.storage;
   }
+  // Checked on the Rust side (hex key, policy fields); passed through as given.
+  if (config.payment !== undefined && config.payment !== null) {
+    if (typeof config.payment !== 'object') {
+      throw new TypeError('createProvider: payment must be an object {key?, policy?}');
+    }
+    out.payment = config.payment;
+  }
   return JSON.stringify(out);
 }
 

@@ -59,6 +59,34 @@ pub struct ClientConfig {
     /// Storage backend.
     #[serde(default)]
     pub storage: StorageKind,
+    /// How the client pays servers (`pay`); none: it is served free only.
+    #[serde(default)]
+    pub payment: Option<PaymentSpec>,
+}
+
+/// The `payment` object: `{key?, policy?}`. `key` is a hot key (32-byte hex secret) holding
+/// only the deposits it is to put into channels: the client opens channels and signs cheques
+/// with it without asking anyone. `policy` has the shape `ulc_setPaymentPolicy` takes and is
+/// followed from the start.
+#[derive(Clone, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PaymentSpec {
+    /// The funded key's secret.
+    #[serde(default)]
+    pub key: Option<B256>,
+    /// The policy to follow from the start.
+    #[serde(default)]
+    pub policy: Option<crate::pay::policy::PaymentPolicy>,
+}
+
+impl std::fmt::Debug for PaymentSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never print the secret.
+        f.debug_struct("PaymentSpec")
+            .field("key", &self.key.map(|_| "<secret>"))
+            .field("policy", &self.policy)
+            .finish()
+    }
 }
 
 fn default_fraction() -> u32 {
@@ -92,6 +120,12 @@ pub enum ConfigError {
     /// No servers at all.
     #[error("no servers configured")]
     NoServers,
+    /// `payment.key` is not a valid secp256k1 secret (zero or not below the curve order).
+    #[error("payment.key: {0}")]
+    PaymentKey(#[source] les::crypto::CryptoError),
+    /// `payment.policy` cannot be followed.
+    #[error("payment.policy: {0}")]
+    PaymentPolicy(#[from] crate::pay::policy::PolicyError),
 }
 
 /// A server with its parsed enode.
@@ -127,9 +161,9 @@ impl Default for Timing {
     }
 }
 
-/// How the client may pay servers (`pay`). Not part of the dapp's JSON yet: a native
-/// embedder (or a test) sets it; in the browser the dapp sets the policy with
-/// `ulc_setPaymentPolicy`, and a wallet-backed opener is the JS side's to add.
+/// How the client may pay servers (`pay`), resolved from [`PaymentSpec`] (a native embedder
+/// or a test may also set it directly; the dapp can change the policy later with
+/// `ulc_setPaymentPolicy`).
 #[derive(Debug, Clone, Default)]
 pub struct PaymentConfig {
     /// A funded key that opens channels and signs their cheques (`pay::open::FundedKey`).
@@ -191,6 +225,20 @@ impl ClientConfig {
         let trusted: Vec<NodeId> =
             servers.iter().filter(|s| s.spec.trusted).map(Server::node_id).collect();
         let ulc = UlcConfig::new(trusted, self.fraction)?;
+        let payment = match &self.payment {
+            None => PaymentConfig::default(),
+            Some(spec) => {
+                let key = spec
+                    .key
+                    .map(|secret| les::crypto::NodeKey::from_bytes(&secret.0))
+                    .transpose()
+                    .map_err(ConfigError::PaymentKey)?;
+                if let Some(policy) = &spec.policy {
+                    policy.validate()?;
+                }
+                PaymentConfig { key, policy: spec.policy.clone(), tick: None }
+            }
+        };
         Ok(ResolvedConfig {
             chain_id: self.chain_id,
             fork_schedule,
@@ -198,7 +246,72 @@ impl ClientConfig {
             ulc,
             storage: self.storage,
             timing: Timing::default(),
-            payment: PaymentConfig::default(),
+            payment,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ENODE: &str = "enode://a979fb575495b8d6db44f750317d0f4622bf4c2aa3365d6af7c284339968eef29b69ad0dce72a4d8db5ebb4968de0e3bec910127f134779fbcb0cb6d3331163c@127.0.0.1:30303";
+    const KEY: &str = "0x4c0883a69102937d6231471b5dbb6204fe5129617082792ae468d01a3f362318";
+
+    fn with_payment(payment: &str) -> String {
+        format!(r#"{{"chainId": 1, "servers": [{{"enode": "{ENODE}"}}], "payment": {payment}}}"#)
+    }
+
+    #[test]
+    fn payment_key_and_policy_reach_the_resolved_config() {
+        let json = with_payment(&format!(
+            r#"{{"key": "{KEY}", "policy": {{"budgetWei": "0x1000", "targetCapacity": 500000}}}}"#
+        ));
+        let resolved = ClientConfig::from_json(&json).expect("parses").resolve().expect("resolves");
+        let key = resolved.payment.key.expect("key");
+        let secret: B256 = KEY.parse().expect("hex");
+        assert_eq!(key.to_bytes(), secret.0);
+        let policy = resolved.payment.policy.expect("policy");
+        assert_eq!(policy.target_capacity, 500_000);
+        assert_eq!(policy.budget_wei, alloy_primitives::U256::from(0x1000));
+    }
+
+    #[test]
+    fn no_payment_means_free_only() {
+        let json = format!(r#"{{"chainId": 1, "servers": [{{"enode": "{ENODE}"}}]}}"#);
+        let resolved = ClientConfig::from_json(&json).expect("parses").resolve().expect("resolves");
+        assert!(resolved.payment.key.is_none() && resolved.payment.policy.is_none());
+    }
+
+    #[test]
+    fn bad_payment_settings_are_typed_errors() {
+        let zero = format!(r#"{{"key": "0x{}"}}"#, "00".repeat(32));
+        let err = ClientConfig::from_json(&with_payment(&zero)).expect("parses").resolve();
+        assert!(matches!(err, Err(ConfigError::PaymentKey(_))), "{err:?}");
+
+        let short = with_payment(r#"{"key": "0x1234"}"#);
+        assert!(matches!(ClientConfig::from_json(&short), Err(ConfigError::Json(_))));
+
+        let unknown = with_payment(r#"{"secret": "0x00"}"#);
+        assert!(matches!(ClientConfig::from_json(&unknown), Err(ConfigError::Json(_))));
+
+        let periods = with_payment(
+            r#"{"policy": {"budgetWei": "0x1", "targetCapacity": 1, "lowBalanceSecs": 60, "topUpSecs": 30}}"#,
+        );
+        let err = ClientConfig::from_json(&periods).expect("parses").resolve();
+        assert!(
+            matches!(
+                err,
+                Err(ConfigError::PaymentPolicy(crate::pay::policy::PolicyError::Periods { .. }))
+            ),
+            "{err:?}"
+        );
+    }
+
+    #[test]
+    fn debug_output_hides_the_key() {
+        let spec = PaymentSpec { key: Some(KEY.parse().expect("hex")), policy: None };
+        let shown = format!("{spec:?}");
+        assert!(!shown.contains("4c0883a6"), "{shown}");
     }
 }

@@ -125,6 +125,7 @@ impl PayDevnet {
             servers: vec![support::trusted(&self.lesd.enode().to_string())],
             fraction: 100,
             storage: ulc::config::StorageKind::Memory,
+            payment: None,
         };
         let mut resolved = config.resolve().expect("config resolves");
         resolved.payment.key = key;

@@ -70,6 +70,9 @@ pub struct ValueRecord {
     pub tokens_bought: u64,
     /// Wei signed over to this server (the cumulative of the last cheque).
     pub wei_signed: alloy_primitives::U256,
+    /// Requests held back because the estimate of the server's flow-control buffer was too
+    /// low for their cost: how often this server throttled us.
+    pub budget_waits: u64,
 }
 
 impl ValueRecord {
@@ -151,6 +154,7 @@ impl ValueRecord {
             "softTimeoutMs": self.soft_timeout().as_millis() as u64,
             "tokensBought": self.tokens_bought,
             "weiSigned": self.wei_signed,
+            "budgetWaits": self.budget_waits,
         })
     }
 }

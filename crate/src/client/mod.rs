@@ -70,9 +70,15 @@ const MIN_BACKOFF: Duration = Duration::from_millis(250);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 /// A session that lasted this long resets the redial backoff.
 const STABLE_SESSION: Duration = Duration::from_secs(30);
-/// Rounds of attempts when every server is briefly out of flow-control budget.
+/// Rounds of attempts at sending a transaction when every server is briefly out of
+/// flow-control budget.
 const BUDGET_ROUNDS: usize = 5;
+/// The pause before asking again a server that was not ready (frozen by Stop, or its
+/// recharge time unknown).
 const BUDGET_WAIT: Duration = Duration::from_millis(200);
+/// The shortest pause before asking a server again whose buffer estimate was too low (its
+/// recharge time can be microseconds; polling faster only burns CPU).
+const MIN_BUDGET_WAIT: Duration = Duration::from_millis(5);
 /// Tries at fetching an accepted head's header before waiting for the next announcement.
 const HEAD_FETCH_ATTEMPTS: usize = 3;
 /// Heads between prunings of the stored header window.
@@ -623,15 +629,19 @@ impl<T: Transport, S: Store, R: Runtime> Inner<T, S, R> {
         let mut bad: Option<ClientError> = None;
         let mut failed = 0usize;
         // Each server is asked once; one that was out of flow-control budget is asked again
-        // in a later round, so an honest server that was merely busy still gets its turn
-        // after another said it has nothing.
+        // when its buffer should have recharged (so an honest server that was merely busy
+        // still gets its turn after another said it has nothing). A client held to a small
+        // (free) capacity is thus paced by flow control rather than failed: it waits, up to
+        // the request timeout, for as long as the servers' recharge says.
+        let deadline = started.saturating_add(self.config.timing.request_timeout);
         let mut waiting: Option<Vec<Rc<Peer>>> = None;
-        for round in 0..BUDGET_ROUNDS {
+        loop {
             let peers = waiting.take().unwrap_or_else(|| self.ranked_peers());
             if peers.is_empty() {
                 break;
             }
             let mut busy = Vec::new();
+            let mut wait = BUDGET_WAIT;
             for peer in peers {
                 match self.attempt(&peer, build).await {
                     Ok((reply, latency)) => match check(reply) {
@@ -652,14 +662,18 @@ impl<T: Transport, S: Store, R: Runtime> Inner<T, S, R> {
                         }
                     },
                     Err(AttemptError::NotReady) => busy.push(peer),
+                    Err(AttemptError::Budget(recharge)) => {
+                        wait = wait.min(recharge.max(MIN_BUDGET_WAIT));
+                        busy.push(peer);
+                    }
                     Err(AttemptError::Lost | AttemptError::Timeout) => failed += 1,
                 }
             }
-            if busy.is_empty() || round + 1 == BUDGET_ROUNDS {
+            if busy.is_empty() || self.runtime.now().saturating_add(wait) > deadline {
                 break;
             }
             waiting = Some(busy);
-            self.runtime.sleep(BUDGET_WAIT).await;
+            self.runtime.sleep(wait).await;
         }
         if let Some(error) = bad {
             return Err(error);
@@ -949,7 +963,7 @@ impl<T: Transport, S: Store, R: Runtime> Inner<T, S, R> {
             for (peer, reply) in pending.iter().zip(replies) {
                 let status = match reply {
                     Ok((LesMessage::TxStatus(status), _)) => status,
-                    Err(AttemptError::NotReady) => {
+                    Err(AttemptError::NotReady | AttemptError::Budget(_)) => {
                         busy.push(peer.clone());
                         continue;
                     }

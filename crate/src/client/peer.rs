@@ -15,6 +15,7 @@ use futures_util::StreamExt;
 use futures_util::future::{FutureExt, LocalBoxFuture, select_all};
 use les::msg::{LesMessage, RemoteServer};
 use les::pay::messages::{LESPAY, LespayMessage};
+use les::flow::SendDelay;
 use les::session::{CallError, Event, Session};
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -45,8 +46,11 @@ pub(super) struct Peer {
 /// Why one attempt at a request on one server produced nothing.
 #[derive(Debug)]
 pub(super) enum AttemptError {
-    /// Not established, announce-only, or out of flow-control budget right now.
+    /// Not established, announce-only, or frozen by the server right now.
     NotReady,
+    /// Out of flow-control budget: by our estimate of the server's buffer, the request
+    /// may be sent after this long.
+    Budget(Duration),
     /// The connection ended (or the server sent Stop) before the reply.
     Lost,
     /// No reply within the request timeout.
@@ -92,9 +96,14 @@ impl Peer {
         };
         match link.session.send_request(request, runtime.now()) {
             Ok(()) => {}
-            Err(CallError::Budget(_)) | Err(CallError::NotEstablished) => {
-                return Err(AttemptError::NotReady);
+            Err(CallError::Budget(delay)) => {
+                self.record.borrow_mut().budget_waits += 1;
+                return Err(match delay {
+                    SendDelay::Wait(wait) => AttemptError::Budget(wait),
+                    SendDelay::Frozen => AttemptError::NotReady,
+                });
             }
+            Err(CallError::NotEstablished) => return Err(AttemptError::NotReady),
             Err(_) => return Err(AttemptError::NotReady),
         }
         let (sender, receiver) = oneshot::channel();

@@ -65,6 +65,7 @@ impl Devnet {
             servers,
             fraction,
             storage: StorageKind::Memory,
+            payment: None,
         }
     }
 

@@ -1,0 +1,289 @@
+// The service model seen from browsers (issue 7): a paying client keeps its service while free
+// ones are throttled. One dedicated lesd on the devnet's anvil, with room for six clients at
+// the minimum capacity, accepting cheques on the devnet's PaymentChannel; one les-bridge for
+// it; headless Chromium pages loading the npm package (pkg/) as a dapp would. Four free
+// pages connect first; then a fifth page, configured with a payment key and policy
+// (createProvider's `payment`), opens a channel and pays for four times the minimum. The
+// test checks structurally, not by timing:
+//   - the payer reaches the paid class at the target capacity (its ulc_serviceStatus and
+//     lesd's les_clientInfo agree) and holds it through the burst;
+//   - lesd made room for it by disconnecting free clients: exactly two free ones remain, and
+//     at least two free pages see their server disconnected;
+//   - under the same burst of reads, the free clients that are still served were held back by
+//     flow control (their budgetWaits in ulc_metrics rise), the payer never was; and held
+//     back means paced, not failed: the client waits for the server's buffer to recharge (up
+//     to its request timeout), so a free client's read fails only when lesd kicked it
+//     (4900, its one server gone: the free clients rotate while the kicked pages redial).
+// Response-time medians per class are printed for information only.
+//
+// Needs pkg/ built, a devnet (ULC_DEVNET_JSON or ULC_DEVNET_DIR, as scripts/test.sh gives),
+// target/release/lesd and les-bridge, and /usr/bin/chromium; without them the test skips with
+// the reason, and fails under CI=true.
+
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { createInterface } from 'node:readline';
+import { test } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { servePkg } from '../scripts/serve-pkg.mjs';
+import { CHROMIUM, CHROMIUM_ARGS, devnetJson, missing, skipUnless } from './support/browser.mjs';
+
+const ROOT = resolve(fileURLToPath(import.meta.url), '../..');
+const LESD = join(ROOT, 'target/release/lesd');
+const BRIDGE = join(ROOT, 'target/release/les-bridge');
+
+/** lesd's default minimum capacity (geth's cost table): one free client's share. */
+const MIN_CAPACITY = 16_000;
+/** Room for six clients at the minimum. */
+const TOTAL_CAPACITY = 6 * MIN_CAPACITY;
+/** What the payer buys: four free clients' worth, so lesd must disconnect two of the four. */
+const TARGET_CAPACITY = 4 * MIN_CAPACITY;
+const FREE_PAGES = 4;
+/** Reads per client in the burst, all at once: 100 proofs cost more than a free buffer holds. */
+const BURST = 100;
+const WAIT_MS = 60_000;
+
+async function freePort() {
+  const server = createServer();
+  await new Promise((ok) => server.listen(0, '127.0.0.1', ok));
+  const { port } = server.address();
+  await new Promise((ok) => server.close(ok));
+  return port;
+}
+
+async function rpc(url, method, params = []) {
+  const response = await fetch(url, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ jsonrpc: '2.0', id: 1, method, params }),
+  });
+  const body = await response.json();
+  if (body.error) throw new Error(`${method}: ${JSON.stringify(body.error)}`);
+  return body.result;
+}
+
+/** Starts `bin` and resolves with its first stdout line (what lesd and les-bridge print when ready). */
+function startChild(t, bin, args) {
+  const child = spawn(bin, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  let stderr = '';
+  child.stderr.on('data', (chunk) => {
+    stderr = (stderr + chunk).slice(-4000);
+  });
+  t.after(() => child.kill('SIGTERM'));
+  return new Promise((ok, fail) => {
+    const lines = createInterface({ input: child.stdout });
+    lines.once('line', (line) => ok({ child, line: line.trim() }));
+    child.once('exit', (code) => fail(new Error(`${bin} exited (${code}) before it was ready: ${stderr}`)));
+    setTimeout(() => fail(new Error(`${bin} printed nothing within 30 s: ${stderr}`)), 30_000);
+  });
+}
+
+async function until(what, probe, ms = WAIT_MS) {
+  const deadline = Date.now() + ms;
+  let last;
+  for (;;) {
+    last = await probe();
+    if (last.ok) return last.value;
+    if (Date.now() > deadline) assert.fail(`${what}: last seen ${JSON.stringify(last.value)}`);
+    await new Promise((ok) => setTimeout(ok, 250));
+  }
+}
+
+const median = (values) => {
+  if (values.length === 0) return null;
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.floor(sorted.length / 2)];
+};
+
+test('a paying browser client keeps its capacity while free ones are disconnected and throttled', { timeout: 300_000 }, async (t) => {
+  const why = missing() ?? [LESD, BRIDGE].filter((bin) => !existsSync(bin)).map((bin) => `${bin} is not built (cargo build --release -p lesd -p les-bridge)`)[0];
+  if (skipUnless(t, why ?? null)) return;
+  const devnet = JSON.parse(devnetJson());
+  const { chromium } = await import('playwright-core');
+
+  // The dedicated server.
+  const dir = mkdtempSync(join(tmpdir(), 'ulc-service-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const payeeKey = `0x${randomBytes(32).toString('hex')}`;
+  writeFileSync(join(dir, 'payee.key'), payeeKey.slice(2), { mode: 0o600 });
+  const [lesPort, adminPort] = [await freePort(), await freePort()];
+  const admin = `http://127.0.0.1:${adminPort}/`;
+  const { line: enode } = await startChild(t, LESD, [
+    '--upstream', devnet.rpcUrl, '--datadir', join(dir, 'lesd'), '--listen', `127.0.0.1:${lesPort}`,
+    '--poll-interval-ms', '200', '--free-id', 'node',
+    '--total-capacity', String(TOTAL_CAPACITY), '--min-capacity', String(MIN_CAPACITY), '--connected-bias-secs', '5',
+    '--channel-contract', devnet.paymentChannel.address, '--payee-key', join(dir, 'payee.key'), '--tokens-per-wei', '1/1',
+    '--accept-margin-secs', '120', '--redeem-margin-secs', '60', '--confirmations', '0', '--admin', `127.0.0.1:${adminPort}`,
+  ]);
+  assert.match(enode, /^enode:\/\/[0-9a-f]{128}@127\.0\.0\.1:\d+$/);
+  const { line: bridgeLine } = await startChild(t, BRIDGE, ['--listen', '127.0.0.1:0', '--allow', `127.0.0.1:${lesPort}`]);
+  const bridge = `${bridgeLine.replace(/\/$/, '')}/127.0.0.1:${lesPort}`;
+  const info = await rpc(admin, 'les_serverInfo');
+  assert.equal(Number(info.totalCapacity), TOTAL_CAPACITY);
+  assert.equal(Number(info.minimumCapacity), MIN_CAPACITY);
+
+  const config = {
+    chainId: devnet.chainId,
+    genesisHash: devnet.genesisHash,
+    servers: [{ enode, bridge }],
+    fraction: 100,
+    storage: 'memory',
+  };
+  const paymentKey = `0x${randomBytes(32).toString('hex')}`;
+  const payerConfig = {
+    ...config,
+    payment: {
+      key: paymentKey,
+      policy: { budgetWei: '0xde0b6b3a7640000', targetCapacity: TARGET_CAPACITY, lowBalanceSecs: 60, topUpSecs: 600 },
+    },
+  };
+
+  const server = await servePkg({ title: 'ulc service test' });
+  const browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS });
+  t.after(async () => {
+    await browser.close();
+    server.close();
+  });
+  const errors = [];
+  async function openPage(pageConfig) {
+    const page = await browser.newPage();
+    page.on('pageerror', (error) => errors.push(error.message));
+    await page.goto(`http://127.0.0.1:${server.address().port}/`);
+    await page.evaluate(async (c) => {
+      const { createProvider } = await import('/pkg/index.js');
+      const provider = await createProvider(c);
+      window.ulcProvider = provider;
+      await provider.request({ method: 'eth_blockNumber' });
+    }, pageConfig);
+    return page;
+  }
+  const request = (page, method, params = []) =>
+    page.evaluate(([m, p]) => window.ulcProvider.request({ method: m, params: p }), [method, params]);
+  const serverEntry = async (page) => (await request(page, 'ulc_serviceStatus')).servers[0];
+  const clients = () => rpc(admin, 'les_clientInfo', [[]]);
+  const connected = (all) => Object.values(all).filter((c) => c.isConnected);
+
+  // A bad payment key or policy is refused with the reason.
+  const probe = await browser.newPage();
+  await probe.goto(`http://127.0.0.1:${server.address().port}/`);
+  const refusals = await probe.evaluate(async (c) => {
+    const { createProvider } = await import('/pkg/index.js');
+    const reason = (config) => createProvider(config).then(() => 'resolved', (e) => e.message);
+    return {
+      zeroKey: await reason({ ...c, payment: { key: `0x${'00'.repeat(32)}` } }),
+      badPolicy: await reason({ ...c, payment: { policy: { budgetWei: '0x1', targetCapacity: 0 } } }),
+    };
+  }, config);
+  await probe.close();
+  assert.match(refusals.zeroKey, /payment\.key/);
+  assert.match(refusals.badPolicy, /payment\.policy: targetCapacity must be positive/);
+
+  // Four free clients, each at the minimum.
+  const free = [];
+  for (let i = 0; i < FREE_PAGES; i++) free.push(await openPage(config));
+  await until('four free clients connected at the minimum', async () => {
+    const now = connected(await clients());
+    return { ok: now.length === FREE_PAGES && now.every((c) => c.priorityClass === 'free' && Number(c.capacity) === MIN_CAPACITY), value: now };
+  });
+  for (const page of free) assert.equal((await serverEntry(page)).class, 'free');
+
+  // The payer: its key from the config, funded by anvil; a channel; the configured policy.
+  const payer = await openPage(payerConfig);
+  const status = await until('price list with the channel receiver', async () => {
+    const s = await request(payer, 'ulc_serviceStatus');
+    return { ok: s.payer && s.servers[0]?.prices?.channel, value: s };
+  });
+  assert.equal(status.payments, true);
+  await rpc(devnet.rpcUrl, 'anvil_setBalance', [status.payer, '0x56bc75e2d63100000']);
+  // anvil_setBalance makes no block: wait until a verified head shows the funds.
+  await until('the payer sees its funds', async () => {
+    const balance = await request(payer, 'eth_getBalance', [status.payer, 'latest']).catch((e) => e.message);
+    return { ok: balance === '0x56bc75e2d63100000', value: balance };
+  });
+  const serverNode = status.servers[0].nodeId;
+  const opened = await request(payer, 'ulc_openChannel', [{ server: serverNode, depositWei: '0x16345785d8a0000', lifetimeSecs: 3600 }]);
+  assert.equal(BigInt(opened.depositWei), 10n ** 17n);
+  const paid = await until('the payer in the paid class at the target', async () => {
+    const e = await serverEntry(payer);
+    return { ok: e.class === 'paid' && Number(e.capacity) === TARGET_CAPACITY, value: e };
+  });
+  assert.equal(paid.channel.pending, false);
+
+  // lesd agrees, and made room by disconnecting free clients: 96,000 = 64,000 + 2 × 16,000.
+  const afterPay = await until('lesd serving the payer and two free clients', async () => {
+    const now = connected(await clients());
+    const paidOnes = now.filter((c) => c.priorityClass === 'paid');
+    const freeOnes = now.filter((c) => c.priorityClass === 'free');
+    return { ok: paidOnes.length === 1 && Number(paidOnes[0].capacity) === TARGET_CAPACITY && freeOnes.length === 2, value: now };
+  });
+  assert.ok(afterPay.filter((c) => c.priorityClass === 'free').every((c) => Number(c.capacity) === MIN_CAPACITY));
+  const freeConnected = async () => {
+    const out = [];
+    for (const page of free) out.push((await request(page, 'ulc_metrics')).servers[0].connected);
+    return out;
+  };
+  const seen = await until('two free pages see their server gone', async () => {
+    const c = await freeConnected();
+    return { ok: c.filter((x) => !x).length >= 2, value: c };
+  });
+  t.diagnostic(`free pages connected after the payer paid: ${JSON.stringify(seen)}`);
+
+  // The same burst on every page that is served, at once.
+  const servedFree = [];
+  for (const [i, page] of free.entries()) if (seen[i]) servedFree.push(page);
+  assert.equal(servedFree.length, 2);
+  const burst = (page, salt) =>
+    page.evaluate(async ([n, s]) => {
+      const provider = window.ulcProvider;
+      const waits = async () => (await provider.request({ method: 'ulc_metrics' })).servers[0].budgetWaits;
+      const before = await waits();
+      const times = [];
+      let failures = 0;
+      const errors = new Set();
+      await Promise.all(
+        Array.from({ length: n }, async (_, i) => {
+          const address = `0x${(s * 1000 + i + 1).toString(16).padStart(40, '0')}`;
+          const started = performance.now();
+          try {
+            await provider.request({ method: 'eth_getBalance', params: [address, 'latest'] });
+            times.push(performance.now() - started);
+          } catch (err) {
+            failures++;
+            errors.add(`${err.code}: ${err.message}`);
+          }
+        }),
+      );
+      return { times, failures, errors: [...errors], budgetWaits: (await waits()) - before };
+    }, [BURST, salt]);
+  const results = await Promise.all([burst(payer, 1), ...servedFree.map((page, i) => burst(page, i + 2))]);
+  const [payerResult, ...freeResults] = results;
+  t.diagnostic(
+    `response-time medians (ms, ${BURST} eth_getBalance at once; information, not asserted): paid ${median(payerResult.times)?.toFixed(1)}, ` +
+      `free ${freeResults.map((r) => median(r.times)?.toFixed(1)).join(', ')}`,
+  );
+  t.diagnostic(`budgetWaits: paid ${payerResult.budgetWaits}, free ${freeResults.map((r) => r.budgetWaits).join(', ')}`);
+  t.diagnostic(`failed reads: paid ${payerResult.failures}, free ${freeResults.map((r) => r.failures).join(', ')}`);
+  assert.equal(payerResult.failures, 0);
+  assert.equal(payerResult.budgetWaits, 0, 'the payer was never held back by flow control');
+  for (const r of freeResults) {
+    assert.ok(r.budgetWaits > 0, `a free client was throttled: ${JSON.stringify({ ...r, times: r.times.length })}`);
+    assert.ok(
+      r.errors.every((e) => e.startsWith('4900:')),
+      `a throttled free client is paced by flow control, not failed: ${r.errors.join('; ')}`,
+    );
+  }
+
+  // The payer still holds its class and capacity, on both sides.
+  const end = await serverEntry(payer);
+  assert.equal(end.class, 'paid');
+  assert.equal(Number(end.capacity), TARGET_CAPACITY);
+  const endClients = connected(await clients()).filter((c) => c.priorityClass === 'paid');
+  assert.equal(endClients.length, 1);
+  assert.equal(Number(endClients[0].capacity), TARGET_CAPACITY);
+  assert.deepEqual(errors, []);
+});
