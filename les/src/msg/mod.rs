@@ -13,7 +13,7 @@
 //! [`MAX_MESSAGE_SIZE`].
 
 mod announce;
-mod codec;
+pub(crate) mod codec;
 mod error;
 mod forkid;
 mod kv;

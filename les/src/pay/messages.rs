@@ -19,6 +19,7 @@ pub use super::balance::PriceFactors;
 use super::cheque::{Cheque, ChequeDomain, ChequeSignature};
 /// The priority class travels as the pool defines it (0 free, 1 paid).
 pub use super::pool::PriorityClass;
+use crate::msg::codec::{ListOf, encode_as_list};
 use crate::p2p::CapabilitySpec;
 use alloy_primitives::{Address, B256, Bytes, U256};
 use alloy_rlp::{BufMut, Decodable, Encodable, Header};
@@ -207,46 +208,6 @@ impl<'a> Fields<'a> {
 
 fn rlp(context: &'static str) -> impl FnOnce(alloy_rlp::Error) -> LespayError {
     move |source| LespayError::Rlp { context, source }
-}
-
-/// An RLP list of heterogeneous fields, for the encoders.
-struct ListOf<'a>(&'a [&'a dyn Encodable]);
-
-impl ListOf<'_> {
-    fn payload_length(&self) -> usize {
-        self.0.iter().map(|field| field.length()).sum()
-    }
-}
-
-impl Encodable for ListOf<'_> {
-    fn encode(&self, out: &mut dyn BufMut) {
-        Header { list: true, payload_length: self.payload_length() }.encode(out);
-        for field in self.0 {
-            field.encode(out);
-        }
-    }
-
-    fn length(&self) -> usize {
-        let payload_length = self.payload_length();
-        payload_length + alloy_rlp::length_of_length(payload_length)
-    }
-}
-
-/// Implements `Encodable` for a type encoded as one list of the given fields.
-macro_rules! encode_as_list {
-    ($ty:ty, |$this:ident| $fields:expr) => {
-        impl Encodable for $ty {
-            fn encode(&self, out: &mut dyn BufMut) {
-                let $this = self;
-                ListOf(&$fields).encode(out)
-            }
-
-            fn length(&self) -> usize {
-                let $this = self;
-                ListOf(&$fields).length()
-            }
-        }
-    };
 }
 
 impl PriceFactors {
