@@ -204,6 +204,20 @@ impl Devnet {
         self.chain().channel_at(id, head).await.unwrap()
     }
 
+    /// The channel's paidOut once it reaches `expected`, or its last value after 10 s: a
+    /// transaction sent without waiting for its receipt (redeem on shutdown) is mined by
+    /// anvil shortly after the send returns.
+    async fn paid_out_eventually(&self, id: B256, expected: U256) -> U256 {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let paid_out = self.on_chain(id).await.paid_out;
+            if paid_out == expected || std::time::Instant::now() >= deadline {
+                return paid_out;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     async fn balance(&self, who: Address) -> U256 {
         self.upstream.balance(who).await.unwrap()
     }
@@ -741,8 +755,8 @@ async fn redeem_on_shutdown_sends_every_unredeemed_cheque() {
         Redeemer::new(config.clone(), ledger.clone(), net.chain(), net.payee.clone()).spawn();
     handle.shutdown().await;
     task.await.unwrap();
-    assert_eq!(net.on_chain(a).await.paid_out, wei(1_111));
-    assert_eq!(net.on_chain(b).await.paid_out, wei(2_222));
+    assert_eq!(net.paid_out_eventually(a, wei(1_111)).await, wei(1_111));
+    assert_eq!(net.paid_out_eventually(b, wei(2_222)).await, wei(2_222));
     // The next start sees the payouts and clears the pending entries.
     assert_eq!(ledger.pending_redemptions().unwrap().len(), 2);
     let mut redeemer = Redeemer::new(config, ledger.clone(), net.chain(), net.payee.clone());
