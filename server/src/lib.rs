@@ -9,6 +9,7 @@
 //! - [`follow`]: follows the upstream's head and signs one announcement per new head.
 //! - [`node`]: the TCP (and WebSocket) listener and one task per client session.
 //! - [`metrics`]: Prometheus metrics.
+//! - [`http`]: the HTTP accept loop of the metrics and admin endpoints.
 //! - [`pay`]: the service model: the client pool's driver and `lespay/1` ([`pay::service`]),
 //!   the payment ledger, payment receivers, channel reads, cheque redemption, and the admin
 //!   JSON-RPC endpoint ([`pay::admin`]).
@@ -18,6 +19,7 @@
 
 pub mod daemon;
 pub mod follow;
+pub mod http;
 pub mod metrics;
 pub mod node;
 pub mod pay;

@@ -17,13 +17,10 @@ use crate::pay::service::{ClientStatus, PayService, ServiceError};
 use alloy_primitives::{B256, U256};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::{Bytes, Incoming};
-use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
 use les::crypto::{Enode, NodeId};
 use les::pay::messages::{Balance as WireBalance, PriceFactors, PriorityClass};
 use serde_json::{Map, Value, json};
-use std::convert::Infallible;
 use std::str::FromStr;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -94,37 +91,12 @@ impl From<ServiceError> for RpcError {
 }
 
 /// Serves the admin API on `listener` until `shutdown` turns true.
-pub async fn serve(
-    service: PayService,
-    listener: TcpListener,
-    mut shutdown: watch::Receiver<bool>,
-) {
-    loop {
-        let accepted = tokio::select! {
-            accepted = listener.accept() => accepted,
-            _ = shutdown.wait_for(|stop| *stop) => return,
-        };
-        let stream = match accepted {
-            Ok((stream, _)) => stream,
-            Err(error) => {
-                tracing::warn!(%error, "admin listener");
-                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                continue;
-            }
-        };
+pub async fn serve(service: PayService, listener: TcpListener, shutdown: watch::Receiver<bool>) {
+    crate::http::serve("admin", listener, shutdown, move |request: Request<Incoming>| {
         let service = service.clone();
-        tokio::spawn(async move {
-            let handler = service_fn(move |request: Request<Incoming>| {
-                let service = service.clone();
-                async move { Ok::<_, Infallible>(respond(&service, request).await) }
-            });
-            let connection = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), handler);
-            if let Err(error) = connection.await {
-                tracing::debug!(%error, "admin connection");
-            }
-        });
-    }
+        async move { respond(&service, request).await }
+    })
+    .await
 }
 
 fn json_response(status: StatusCode, body: &Value) -> Response<Full<Bytes>> {
