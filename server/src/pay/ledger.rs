@@ -341,6 +341,38 @@ fn decode<T: alloy_rlp::Decodable>(table: &'static str, bytes: &[u8]) -> Result<
     alloy_rlp::decode_exact(bytes).map_err(|source| LedgerError::Corrupt { table, source })
 }
 
+/// The tables whose rows are RLP records keyed by a 32-byte id (channels, pending redemptions).
+type RecordTable = TableDefinition<'static, [u8; 32], &'static [u8]>;
+
+/// One record of such a table.
+fn read_record<T: alloy_rlp::Decodable>(
+    db: &Database,
+    table: RecordTable,
+    name: &'static str,
+    id: B256,
+) -> Result<Option<T>, LedgerError> {
+    let txn = db.begin_read().map_err(db_error)?;
+    let rows = txn.open_table(table).map_err(db_error)?;
+    let value = rows.get(id.0).map_err(db_error)?;
+    value.map(|v| decode(name, v.value())).transpose()
+}
+
+/// Every record of such a table, in id order.
+fn read_records<T: alloy_rlp::Decodable>(
+    db: &Database,
+    table: RecordTable,
+    name: &'static str,
+) -> Result<Vec<(B256, T)>, LedgerError> {
+    let txn = db.begin_read().map_err(db_error)?;
+    let rows = txn.open_table(table).map_err(db_error)?;
+    let mut out = Vec::new();
+    for row in rows.iter().map_err(db_error)? {
+        let (key, value) = row.map_err(db_error)?;
+        out.push((B256::from(key.value()), decode(name, value.value())?));
+    }
+    Ok(out)
+}
+
 fn begin_durable(db: &Database) -> Result<WriteTransaction, LedgerError> {
     let mut txn = db.begin_write().map_err(db_error)?;
     txn.set_durability(Durability::Immediate).map_err(db_error)?;
@@ -435,22 +467,12 @@ impl Ledger {
 
     /// What the ledger knows of a channel.
     pub fn channel(&self, id: B256) -> Result<Option<ChannelRecord>, LedgerError> {
-        let txn = self.db.begin_read().map_err(db_error)?;
-        let table = txn.open_table(CHANNELS).map_err(db_error)?;
-        let value = table.get(id.0).map_err(db_error)?;
-        value.map(|v| decode("channels", v.value())).transpose()
+        read_record(&self.db, CHANNELS, "channels", id)
     }
 
     /// Every channel the ledger knows.
     pub fn channels(&self) -> Result<Vec<(B256, ChannelRecord)>, LedgerError> {
-        let txn = self.db.begin_read().map_err(db_error)?;
-        let table = txn.open_table(CHANNELS).map_err(db_error)?;
-        let mut out = Vec::new();
-        for row in table.iter().map_err(db_error)? {
-            let (key, value) = row.map_err(db_error)?;
-            out.push((B256::from(key.value()), decode("channels", value.value())?));
-        }
-        Ok(out)
+        read_records(&self.db, CHANNELS, "channels")
     }
 
     /// Up to `limit` log entries from `from_seq` on, in order.
@@ -697,22 +719,12 @@ impl Ledger {
 
     /// Every pending redemption.
     pub fn pending_redemptions(&self) -> Result<Vec<(B256, PendingRedemption)>, LedgerError> {
-        let txn = self.db.begin_read().map_err(db_error)?;
-        let table = txn.open_table(PENDING).map_err(db_error)?;
-        let mut out = Vec::new();
-        for row in table.iter().map_err(db_error)? {
-            let (key, value) = row.map_err(db_error)?;
-            out.push((B256::from(key.value()), decode("pending_redeem", value.value())?));
-        }
-        Ok(out)
+        read_records(&self.db, PENDING, "pending_redeem")
     }
 
     /// The pending redemption of a channel.
     pub fn pending_redemption(&self, id: B256) -> Result<Option<PendingRedemption>, LedgerError> {
-        let txn = self.db.begin_read().map_err(db_error)?;
-        let table = txn.open_table(PENDING).map_err(db_error)?;
-        let value = table.get(id.0).map_err(db_error)?;
-        value.map(|v| decode("pending_redeem", v.value())).transpose()
+        read_record(&self.db, PENDING, "pending_redeem", id)
     }
 
     /// Stores (or replaces) a channel's pending redemption (fsynced: write it before sending
