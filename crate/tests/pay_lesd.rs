@@ -93,6 +93,7 @@ impl PayDevnet {
             ws: None,
             metrics: None,
             max_clients: 100,
+            serving_slots: lesd::node::default_serving_slots(),
             poll_interval: Duration::from_millis(50),
         };
         let service = ServiceConfig {

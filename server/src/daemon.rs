@@ -48,6 +48,9 @@ pub struct DaemonConfig {
     pub metrics: Option<SocketAddr>,
     /// Most clients at once.
     pub max_clients: usize,
+    /// Most requests of all clients served at once ([`crate::queue`]);
+    /// [`crate::node::default_serving_slots`] unless the operator says otherwise.
+    pub serving_slots: usize,
     /// Upstream head polling interval.
     pub poll_interval: Duration,
 }
@@ -156,6 +159,7 @@ impl Daemon {
             ServeOffer::ARCHIVE,
         );
         node_config.max_clients = config.max_clients;
+        node_config.serving_slots = config.serving_slots;
         let mut tasks = Vec::new();
         let service = if service_config.enabled {
             let service = start_service(&config, &service_config, &upstream, &metrics)?;

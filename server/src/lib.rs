@@ -8,6 +8,8 @@
 //! - [`serve`]: answers each LES request from the upstream, with its real serving cost.
 //! - [`follow`]: follows the upstream's head and signs one announcement per new head.
 //! - [`node`]: the TCP (and WebSocket) listener and one task per client session.
+//! - [`queue`]: the serving queue shared by the sessions: how many requests are served at
+//!   once, paying clients' first.
 //! - [`metrics`]: Prometheus metrics.
 //! - [`http`]: the HTTP accept loop of the metrics and admin endpoints.
 //! - [`pay`]: the service model: the client pool's driver and `lespay/1` ([`pay::service`]),
@@ -23,6 +25,7 @@ pub mod http;
 pub mod metrics;
 pub mod node;
 pub mod pay;
+pub mod queue;
 pub mod serve;
 pub mod store;
 pub mod upstream;

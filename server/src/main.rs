@@ -38,6 +38,10 @@ struct Cli {
     /// Most clients served at once; more are disconnected with TooManyPeers.
     #[arg(long, default_value_t = 10_000)]
     max_clients: usize,
+    /// Most requests of all clients served at once; more wait, paying clients' first.
+    /// Default: four per core, at least eight.
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
+    serving_slots: Option<u16>,
     /// Serve Prometheus metrics over HTTP on this address.
     #[arg(long)]
     metrics: Option<SocketAddr>,
@@ -239,6 +243,9 @@ async fn run(cli: Cli) -> Result<(), RunError> {
             ws: cli.ws,
             metrics: cli.metrics,
             max_clients: cli.max_clients,
+            serving_slots: cli
+                .serving_slots
+                .map_or_else(lesd::node::default_serving_slots, usize::from),
             poll_interval: Duration::from_millis(cli.poll_interval_ms),
         },
         service,

@@ -25,6 +25,12 @@ struct RequestLabel {
     request: &'static str,
 }
 
+/// The label of per-class metrics: `paid` or `free`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ClassLabel {
+    class: &'static str,
+}
+
 /// The label of payment outcomes.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct OutcomeLabel {
@@ -38,6 +44,8 @@ pub struct Metrics {
     clients: Gauge,
     requests: Family<RequestLabel, Counter>,
     serving_seconds: Family<RequestLabel, Counter<f64, AtomicU64>>,
+    queued: Family<ClassLabel, Counter>,
+    queue_seconds: Family<ClassLabel, Counter<f64, AtomicU64>>,
     bytes_in: Counter,
     bytes_out: Counter,
     announcements: Counter,
@@ -72,6 +80,18 @@ impl Metrics {
             "serving_seconds",
             "Time spent serving LES requests (upstream round trips included), by type",
             serving_seconds.clone(),
+        );
+        let queued = Family::<ClassLabel, Counter>::default();
+        registry.register(
+            "queued_requests",
+            "LES requests that went through the serving queue, by client class (paid, free)",
+            queued.clone(),
+        );
+        let queue_seconds = Family::<ClassLabel, Counter<f64, AtomicU64>>::default();
+        registry.register(
+            "queue_seconds",
+            "Time LES requests waited for a serving slot, by client class (paid, free)",
+            queue_seconds.clone(),
         );
         let bytes_in = Counter::default();
         registry.register("bytes_in", "Bytes received from clients", bytes_in.clone());
@@ -140,6 +160,8 @@ impl Metrics {
             clients,
             requests,
             serving_seconds,
+            queued,
+            queue_seconds,
             bytes_in,
             bytes_out,
             announcements,
@@ -238,6 +260,19 @@ impl Metrics {
     /// Requests of type `request` served so far.
     pub fn requests(&self, request: &'static str) -> u64 {
         self.requests.get_or_create(&RequestLabel { request }).get()
+    }
+
+    /// A request of a `class` client waited `took` for a serving slot.
+    pub fn queue_wait(&self, class: &'static str, took: Duration) {
+        let label = ClassLabel { class };
+        self.queued.get_or_create(&label).inc();
+        self.queue_seconds.get_or_create(&label).inc_by(took.as_secs_f64());
+    }
+
+    /// Requests of `class` clients queued so far and the seconds they waited in all.
+    pub fn queue_totals(&self, class: &'static str) -> (u64, f64) {
+        let label = ClassLabel { class };
+        (self.queued.get_or_create(&label).get(), self.queue_seconds.get_or_create(&label).get())
     }
 
     /// Bytes received from a client.

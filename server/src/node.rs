@@ -23,6 +23,7 @@
 use crate::follow::{HeadReceiver, HeadUpdate};
 use crate::metrics::Metrics;
 use crate::pay::service::{AdmitError, ClientHandle, Command, LespayOutcome, PayService};
+use crate::queue::{Rank, ServingQueue};
 use crate::serve::{Served, Server};
 use futures_util::stream::{FuturesOrdered, StreamExt};
 use les::announce::AnnouncedHead;
@@ -32,6 +33,7 @@ use les::flow::{FlowParams, RequestTicket};
 use les::msg::{ForkSchedule, LesVersion, MAINNET_GENESIS_HASH};
 use les::p2p::DisconnectReason;
 use les::pay::messages::{LESPAY, LespayMessage};
+use les::pay::pool::PriorityClass;
 use les::session::{Event, Role, ServeOffer, ServerConfig, Session, SessionConfig};
 use les::time::Timestamp;
 use les_bridge::WsByteStream;
@@ -81,6 +83,9 @@ pub struct NodeConfig {
     pub max_clients: usize,
     /// Most requests served at once per client.
     pub max_in_flight: usize,
+    /// Most requests of all clients served at once; more wait in the serving queue
+    /// ([`crate::queue`]), paying clients' first.
+    pub serving_slots: usize,
     /// A write that does not complete in this time drops the client.
     pub write_timeout: Duration,
 }
@@ -108,6 +113,7 @@ impl NodeConfig {
             offer,
             max_clients: 10_000,
             max_in_flight: 16,
+            serving_slots: default_serving_slots(),
             write_timeout: Duration::from_secs(10),
         }
     }
@@ -127,6 +133,7 @@ struct Shared {
     genesis: SealedHeader,
     metrics: Metrics,
     service: Option<PayService>,
+    queue: ServingQueue,
     shutdown: watch::Receiver<bool>,
     started: Instant,
     /// Connection tasks alive (handshaking or established).
@@ -150,6 +157,7 @@ impl Node {
         service: Option<PayService>,
         shutdown: watch::Receiver<bool>,
     ) -> Self {
+        let queue = ServingQueue::new(config.serving_slots);
         Self {
             shared: Arc::new(Shared {
                 config,
@@ -158,6 +166,7 @@ impl Node {
                 genesis,
                 metrics,
                 service,
+                queue,
                 shutdown,
                 started: Instant::now(),
                 active: AtomicUsize::new(0),
@@ -426,6 +435,8 @@ where
     let mut established = false;
     let mut pool_client: Option<PoolClient> = None;
     let mut heads_open = true;
+    // Without the service model every client ranks the same (arrival order).
+    let mut rank = Rank::default();
     let mut buf = vec![0u8; READ_CHUNK];
     loop {
         while let Some(event) = session.poll_event() {
@@ -447,6 +458,10 @@ where
                                     );
                                 }
                                 let lespay = info.capabilities.iter().any(|c| c.name == LESPAY);
+                                rank = Rank::new(
+                                    handle.class() == PriorityClass::Paid,
+                                    handle.capacity(),
+                                );
                                 pool_client = Some(PoolClient { handle, lespay });
                             }
                             Err(error) => {
@@ -468,9 +483,17 @@ where
                 }
                 Event::Request { ticket, request } => {
                     let server = shared.server.clone();
+                    let queue = shared.queue.clone();
+                    let metrics = shared.metrics.clone();
                     in_flight.push_back(Box::pin(async move {
                         let max_cost = ticket.max_cost();
+                        // Time in the queue is not serving time: the real cost (and what the
+                        // client is charged) starts with the slot.
+                        let arrived = Instant::now();
+                        let slot = queue.acquire(rank).await;
+                        metrics.queue_wait(rank.class(), arrived.elapsed());
                         let served = server.serve(request, max_cost).await;
+                        drop(slot);
                         (ticket, served)
                     }));
                 }
@@ -484,6 +507,12 @@ where
                     match client.handle.lespay(code, &payload) {
                         LespayOutcome::Reply(reply) => send_lespay(&mut session, &reply, peer),
                         LespayOutcome::Granted { capacity, reply } => {
+                            if let LespayMessage::CapacityGranted { balance, .. } = &reply {
+                                rank = Rank::new(
+                                    balance.priority_class == PriorityClass::Paid,
+                                    capacity,
+                                );
+                            }
                             if let Some(service) = &shared.service {
                                 apply_capacity(&mut session, service, capacity, shared.now());
                             }
@@ -550,6 +579,7 @@ where
                 let lespay = pool_client.as_ref().is_some_and(|c| c.lespay);
                 match command {
                     Command::Capacity { capacity, balance } => {
+                        rank = Rank::new(balance.priority_class == PriorityClass::Paid, capacity);
                         if let Some(service) = &shared.service {
                             apply_capacity(&mut session, service, capacity, shared.now());
                         }
@@ -575,6 +605,13 @@ where
         shared.metrics.client_connected(false);
     }
     let _ = tokio::time::timeout(shared.config.write_timeout, writer.shutdown()).await;
+}
+
+/// Serving slots by default: four per core, at least eight. A slot is mostly an upstream
+/// round trip in flight, so more slots than cores keep the node busy; few enough that a busy
+/// server has a queue for paying clients to go first in.
+pub fn default_serving_slots() -> usize {
+    std::thread::available_parallelism().map_or(8, |n| (n.get() * 4).max(8))
 }
 
 async fn sleep_until(deadline: Option<tokio::time::Instant>) {

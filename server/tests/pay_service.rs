@@ -2,26 +2,31 @@
 //! capacity and the admin endpoint, and native clients that speak `lespay/1` beside LES over
 //! TCP. Checks admission at the minimum capacity, rejection and kicks, operator credit over
 //! the admin HTTP API, capacity requests reaching the client's flow control, prices that
-//! follow demand, charges over time, balances across a restart, and that malformed or
-//! spammed lespay requests get Error replies while the server keeps serving.
+//! follow demand, charges over time, balances across a restart, that malformed or spammed
+//! lespay requests get Error replies while the server keeps serving, and that a busy lesd
+//! serves a paying client's requests before free clients' queued ones.
 
 mod common;
 mod lesd_client;
 #[path = "common/pay/mod.rs"]
 mod pay_support;
 
+use alloy_primitives::{Address, B256};
 use common::{Anvil, temp_dir};
 use les::crypto::{NodeId, NodeKey};
+use les::msg::{GetProofsV2, LesMessage, ProofRequest};
 use les::p2p::DisconnectReason;
 use les::pay::messages::{self, Balance, ErrorCode, LESPAY, LespayMessage, PriorityClass, codes};
 use les::session::Event;
 use lesd::daemon::{Daemon, DaemonConfig};
+use lesd::node::default_serving_slots;
 use lesd::pay::service::{FreeIdRule, ServiceConfig};
 use lesd_client::{ChainInfo, POLL, WAIT};
 use pay_support::client::{PayChain, PayClient};
 use serde_json::{Value, json};
 use std::net::SocketAddr;
 use std::path::Path;
+use std::str::FromStr;
 use std::time::{Duration, Instant};
 
 /// geth's minimum capacity with its default cost table.
@@ -44,6 +49,18 @@ async fn start(
     max_clients: usize,
     service: ServiceConfig,
 ) -> Daemon {
+    start_with_slots(anvil, datadir, key, max_clients, default_serving_slots(), service).await
+}
+
+/// [`start`] with `serving_slots` requests served at once.
+async fn start_with_slots(
+    anvil: &Anvil,
+    datadir: &Path,
+    key: &NodeKey,
+    max_clients: usize,
+    serving_slots: usize,
+    service: ServiceConfig,
+) -> Daemon {
     let any: SocketAddr = "127.0.0.1:0".parse().expect("address");
     let service = ServiceConfig { admin: Some(any), free_id: FreeIdRule::NodeId, ..service };
     Daemon::start_with(
@@ -55,6 +72,7 @@ async fn start(
             ws: None,
             metrics: None,
             max_clients,
+            serving_slots,
             poll_interval: POLL,
         },
         service,
@@ -553,5 +571,130 @@ async fn a_channel_cheque_is_credited_once_and_redeemed_on_chain() {
     assert_eq!(U256::from(onchain.paidOut), cumulative);
     let log = admin_ok(&daemon, "les_paymentLog", json!([0, 10])).await;
     assert_eq!(log.as_array().map(Vec::len), Some(1), "the duplicate is not logged: {log}");
+    daemon.shutdown().await;
+}
+
+/// Sends up to `count` account-proof requests at once, as many as the client's flow-control
+/// budget allows; their ids.
+async fn send_proofs(client: &mut PayClient, block: B256, count: usize) -> Vec<u64> {
+    let mut ids = Vec::new();
+    for i in 0..count {
+        let id = client.req_id();
+        let account = Address::with_last_byte(u8::try_from(i).unwrap_or(u8::MAX));
+        let request = LesMessage::GetProofsV2(GetProofsV2 {
+            request_id: id,
+            requests: vec![ProofRequest::account(block, account)],
+        });
+        let now = client.now();
+        if client.session.send_request(request, now).is_err() {
+            break;
+        }
+        ids.push(id);
+    }
+    client.flush().await;
+    ids
+}
+
+/// Waits for the replies to `ids`; when each arrived, measured from `t0`.
+async fn replies(mut client: PayClient, ids: Vec<u64>, t0: Instant) -> (PayClient, Vec<Duration>) {
+    let mut arrived = Vec::new();
+    let mut pending: std::collections::HashSet<u64> = ids.into_iter().collect();
+    let deadline = Instant::now() + WAIT;
+    while !pending.is_empty() {
+        assert!(Instant::now() < deadline, "{} replies missing", pending.len());
+        assert!(
+            client.disconnect_reason().is_none(),
+            "disconnected: {:?}",
+            client.disconnect_reason()
+        );
+        let before = client.events.len();
+        client.pump(Duration::from_millis(20)).await;
+        let at = t0.elapsed();
+        for event in client.events.drain(before..).collect::<Vec<_>>() {
+            match event {
+                Event::Reply(LesMessage::ProofsV2(reply)) if pending.remove(&reply.request_id) => {
+                    arrived.push(at);
+                }
+                other => client.events.push_back(other),
+            }
+        }
+    }
+    (client, arrived)
+}
+
+fn median(values: &[Duration]) -> Duration {
+    let mut sorted = values.to_vec();
+    sorted.sort();
+    sorted.get(sorted.len() / 2).copied().unwrap_or_default()
+}
+
+#[tokio::test]
+async fn a_busy_lesd_serves_a_paying_clients_requests_before_free_ones() {
+    // One serving slot, so every request beyond the first waits in the serving queue.
+    let anvil = Anvil::spawn();
+    anvil.mine(2).await;
+    let dir = temp_dir("pay-queue");
+    let key = NodeKey::random().expect("rng");
+    let service = ServiceConfig { total_capacity: Some(4 * MIN_CAP), ..ServiceConfig::default() };
+    let daemon = start_with_slots(&anvil, &dir, &key, 10, 1, service).await;
+    let paid_key = NodeKey::random().expect("rng");
+    let paid_id = les::crypto::node_id(&paid_key.public_key());
+    admin_ok(&daemon, "les_addBalance", json!([id_hex(paid_id), "10000000000000"])).await;
+    let mut paid = PayClient::connect(&daemon, paid_key).await.expect("admitted");
+    admin_ok(&daemon, "les_setCapacity", json!([id_hex(paid_id), 2 * MIN_CAP])).await;
+    let update = paid.lespay(|m| matches!(m, LespayMessage::CapacityUpdate { .. })).await;
+    assert!(
+        matches!(update, LespayMessage::CapacityUpdate { capacity, .. } if capacity == 2 * MIN_CAP),
+        "{update:?}"
+    );
+    let mut free = Vec::new();
+    for _ in 0..2 {
+        free.push(
+            PayClient::connect(&daemon, NodeKey::random().expect("rng")).await.expect("admitted"),
+        );
+    }
+    let head = anvil.rpc("eth_getBlockByNumber", json!(["latest", false])).await;
+    let block = B256::from_str(head["hash"].as_str().expect("hash")).expect("hash");
+
+    // The free clients' requests reach lesd first; the payer's right after.
+    let t0 = Instant::now();
+    let mut free_ids = Vec::new();
+    for client in &mut free {
+        free_ids.push(send_proofs(client, block, 24).await);
+    }
+    let paid_ids = send_proofs(&mut paid, block, 24).await;
+    assert!(
+        free_ids.iter().all(|ids| ids.len() >= 8),
+        "free budgets: {:?}",
+        free_ids.iter().map(Vec::len).collect::<Vec<_>>()
+    );
+    assert!(paid_ids.len() >= 16, "paid budget: {}", paid_ids.len());
+    let mut free_iter = free.into_iter().zip(free_ids);
+    let (a, a_ids) = free_iter.next().expect("two");
+    let (b, b_ids) = free_iter.next().expect("two");
+    let ((_paid, paid_at), (_a, a_at), (_b, b_at)) =
+        tokio::join!(replies(paid, paid_ids, t0), replies(a, a_ids, t0), replies(b, b_ids, t0));
+
+    let metrics = daemon.metrics();
+    let (paid_queued, paid_wait) = metrics.queue_totals("paid");
+    let (free_queued, free_wait) = metrics.queue_totals("free");
+    let mean = |total: f64, count: u64| total / count.max(1) as f64 * 1000.0;
+    let free_at: Vec<Duration> = a_at.iter().chain(&b_at).copied().collect();
+    let paid_last = paid_at.iter().max().copied().unwrap_or_default();
+    let free_last = free_at.iter().max().copied().unwrap_or_default();
+    eprintln!(
+        "queue wait: paid {paid_queued} requests, mean {:.2} ms; free {free_queued}, mean {:.2} ms. \
+         Replies: paid median {:?}, last {paid_last:?}; free median {:?}, last {free_last:?}",
+        mean(paid_wait, paid_queued),
+        mean(free_wait, free_queued),
+        median(&paid_at),
+        median(&free_at),
+    );
+    assert_eq!(paid_queued, paid_at.len() as u64, "every paid request went through the queue");
+    assert_eq!(free_queued, free_at.len() as u64, "and every free one");
+    // Arriving last, the payer's requests still waited less than the free ones, and its last
+    // reply came while free replies were still outstanding.
+    assert!(paid_wait / (paid_queued as f64) < free_wait / (free_queued as f64));
+    assert!(paid_last < free_last, "paid last {paid_last:?}, free last {free_last:?}");
     daemon.shutdown().await;
 }

@@ -100,6 +100,7 @@ pub async fn start_lesd(anvil_url: &str) -> lesd::daemon::Daemon {
         ws: None,
         metrics: None,
         max_clients: 100,
+        serving_slots: lesd::node::default_serving_slots(),
         poll_interval: Duration::from_millis(50),
     })
     .await

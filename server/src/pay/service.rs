@@ -606,7 +606,11 @@ impl PayService {
                 state
                     .sessions
                     .insert(node, Slot { serial, tx: tx.clone(), connected_at: Instant::now() });
-                Ok(capacity)
+                let class = state
+                    .pool
+                    .client_info(node, now)
+                    .map_or(PriorityClass::Free, |info| info.class);
+                Ok((capacity, class))
             }
             Err(PoolError::AlreadyConnected(id)) => Err(AdmitError::AlreadyConnected(id)),
             Err(error) => {
@@ -617,11 +621,12 @@ impl PayService {
         core.settle(&mut state, now);
         drop(state);
         match outcome {
-            Ok(capacity) => Ok(ClientHandle {
+            Ok((capacity, class)) => Ok(ClientHandle {
                 service: self.clone(),
                 node,
                 serial,
                 capacity,
+                class,
                 tx,
                 rx,
                 limiter: Limiter::new(self.inner.rate_limit, Instant::now()),
@@ -1036,6 +1041,7 @@ pub struct ClientHandle {
     node: NodeId,
     serial: u64,
     capacity: u64,
+    class: PriorityClass,
     tx: mpsc::UnboundedSender<Command>,
     rx: mpsc::UnboundedReceiver<Command>,
     limiter: Limiter,
@@ -1052,6 +1058,11 @@ impl ClientHandle {
     /// The capacity the client was admitted at.
     pub fn capacity(&self) -> u64 {
         self.capacity
+    }
+
+    /// The class the client was admitted in (later changes come as [`Command::Capacity`]).
+    pub fn class(&self) -> PriorityClass {
+        self.class
     }
 
     /// The node id.

@@ -33,6 +33,7 @@ pub async fn start_lesd(anvil_url: &str, ws: bool) -> lesd::daemon::Daemon {
         ws: ws.then(any_port),
         metrics: Some(any_port()),
         max_clients: 100,
+        serving_slots: lesd::node::default_serving_slots(),
         poll_interval: POLL,
     })
     .await

@@ -1,0 +1,274 @@
+//! The serving queue: how many LES requests of all clients lesd serves at once, and who goes
+//! first when more are waiting.
+//!
+//! Flow control bounds what each client may ask for, but not the order in which the upstream
+//! node works through what they ask together. When every serving slot is busy, a request
+//! waits here, and a freed slot goes to the waiting request whose client ranks highest:
+//! paying clients before free ones, then larger capacity before smaller, then arrival order.
+//! This is research §4.1's "paid clients get priority queueing" and the reason a paying
+//! client keeps short response times while the server is busy with free clients (geth's
+//! `servingQueue` orders tasks by client priority in the same way).
+//!
+//! [`ServingOrder`] is the ordering alone (no I/O, no clock); [`ServingQueue`] hands out
+//! [`Permit`]s with it across tasks. A permit frees its slot when dropped, also when the
+//! request it was waiting for is abandoned (its client disconnected).
+
+use std::cmp::Ordering;
+use std::collections::BinaryHeap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use tokio::sync::oneshot;
+
+/// Where a client's requests stand in the queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
+pub struct Rank {
+    /// The client holds a positive paid balance.
+    pub paid: bool,
+    /// Its capacity (what it bought, or the free minimum).
+    pub capacity: u64,
+}
+
+impl Rank {
+    /// The rank of a client of `class` at `capacity`.
+    pub fn new(paid: bool, capacity: u64) -> Self {
+        Self { paid, capacity }
+    }
+
+    /// The label of the class, for metrics.
+    pub fn class(self) -> &'static str {
+        if self.paid { "paid" } else { "free" }
+    }
+}
+
+/// One waiting request: ordered by rank, then earlier arrival first.
+#[derive(Debug)]
+struct Waiting<T> {
+    rank: Rank,
+    seq: u64,
+    item: T,
+}
+
+impl<T> PartialEq for Waiting<T> {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other) == Ordering::Equal
+    }
+}
+
+impl<T> Eq for Waiting<T> {}
+
+impl<T> PartialOrd for Waiting<T> {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl<T> Ord for Waiting<T> {
+    fn cmp(&self, other: &Self) -> Ordering {
+        // BinaryHeap pops the greatest: the higher rank, and of equal ranks the lower seq.
+        self.rank.cmp(&other.rank).then_with(|| other.seq.cmp(&self.seq))
+    }
+}
+
+/// `slots` slots and the requests waiting for one, in serving order.
+#[derive(Debug)]
+pub struct ServingOrder<T> {
+    slots: usize,
+    busy: usize,
+    next_seq: u64,
+    waiting: BinaryHeap<Waiting<T>>,
+}
+
+impl<T> ServingOrder<T> {
+    /// `slots` requests at once (at least one).
+    pub fn new(slots: usize) -> Self {
+        Self { slots: slots.max(1), busy: 0, next_seq: 0, waiting: BinaryHeap::new() }
+    }
+
+    /// A request of a client at `rank` arrives: `false` when it takes a free slot at once
+    /// (`item` is dropped), `true` when `item` waits, to come back from [`Self::release`]
+    /// when its turn comes.
+    pub fn arrive(&mut self, rank: Rank, item: T) -> bool {
+        if self.busy < self.slots && self.waiting.is_empty() {
+            self.busy += 1;
+            return false;
+        }
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        self.waiting.push(Waiting { rank, seq, item });
+        true
+    }
+
+    /// A slot was freed: the next waiting request, which now holds it, or `None` (the slot
+    /// is free).
+    pub fn release(&mut self) -> Option<(Rank, T)> {
+        match self.waiting.pop() {
+            Some(next) => Some((next.rank, next.item)),
+            None => {
+                self.busy = self.busy.saturating_sub(1);
+                None
+            }
+        }
+    }
+
+    /// Requests being served.
+    pub fn busy(&self) -> usize {
+        self.busy
+    }
+
+    /// Requests waiting for a slot.
+    pub fn waiting(&self) -> usize {
+        self.waiting.len()
+    }
+}
+
+/// The queue shared by every client task.
+#[derive(Debug, Clone)]
+pub struct ServingQueue {
+    order: Arc<Mutex<ServingOrder<oneshot::Sender<Permit>>>>,
+}
+
+/// A serving slot, held while a request is served; dropping it passes the slot on.
+#[derive(Debug)]
+pub struct Permit {
+    queue: Option<ServingQueue>,
+}
+
+impl Drop for Permit {
+    fn drop(&mut self) {
+        if let Some(queue) = self.queue.take() {
+            queue.release();
+        }
+    }
+}
+
+impl ServingQueue {
+    /// A queue of `slots` serving slots.
+    pub fn new(slots: usize) -> Self {
+        Self { order: Arc::new(Mutex::new(ServingOrder::new(slots))) }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, ServingOrder<oneshot::Sender<Permit>>> {
+        // A panic while holding this lock leaves the order consistent (every operation is a
+        // single heap step), so a poisoned lock is still usable.
+        self.order.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Waits for a slot for a request of a client at `rank`.
+    pub async fn acquire(&self, rank: Rank) -> Permit {
+        let (tx, rx) = oneshot::channel();
+        let waits = self.lock().arrive(rank, tx);
+        if !waits {
+            return Permit { queue: Some(self.clone()) };
+        }
+        match rx.await {
+            Ok(permit) => permit,
+            // The sender went with the queue's last handle: nothing is served any more, and
+            // this request's slot bookkeeping went with it.
+            Err(_) => Permit { queue: None },
+        }
+    }
+
+    /// (being served, waiting).
+    pub fn load(&self) -> (usize, usize) {
+        let order = self.lock();
+        (order.busy(), order.waiting())
+    }
+
+    fn release(&self) {
+        loop {
+            let next = self.lock().release();
+            let Some((_, waiter)) = next else { return };
+            // Sent outside the lock: a waiter that has gone returns the permit, whose slot
+            // then goes to the next one (without running Drop, which would release twice).
+            match waiter.send(Permit { queue: Some(self.clone()) }) {
+                Ok(()) => return,
+                Err(mut unused) => {
+                    unused.queue = None;
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    const FREE: Rank = Rank { paid: false, capacity: 16_000 };
+    const PAID: Rank = Rank { paid: true, capacity: 64_000 };
+
+    #[test]
+    fn free_slots_are_taken_at_once_then_requests_wait() {
+        let mut order = ServingOrder::new(2);
+        assert!(!order.arrive(FREE, 1));
+        assert!(!order.arrive(FREE, 2));
+        assert!(order.arrive(FREE, 3));
+        assert_eq!((order.busy(), order.waiting()), (2, 1));
+        assert_eq!(order.release(), Some((FREE, 3)));
+        assert_eq!((order.busy(), order.waiting()), (2, 0));
+        assert_eq!(order.release(), None);
+        assert_eq!((order.busy(), order.waiting()), (1, 0));
+    }
+
+    #[test]
+    fn a_freed_slot_goes_to_the_highest_rank_then_the_earliest() {
+        let mut order = ServingOrder::new(1);
+        assert!(!order.arrive(FREE, "busy"));
+        order.arrive(FREE, "free-1");
+        order.arrive(Rank { paid: false, capacity: 32_000 }, "free-big");
+        order.arrive(FREE, "free-2");
+        order.arrive(PAID, "paid-1");
+        order.arrive(Rank { paid: true, capacity: 16_000 }, "paid-small");
+        order.arrive(PAID, "paid-2");
+        let served: Vec<_> = std::iter::from_fn(|| order.release().map(|(_, item)| item)).collect();
+        assert_eq!(served, ["paid-1", "paid-2", "paid-small", "free-big", "free-1", "free-2"]);
+        assert_eq!((order.busy(), order.waiting()), (0, 0), "the last release freed the slot");
+    }
+
+    #[test]
+    fn a_slot_handed_on_stays_busy_and_newcomers_queue_by_rank() {
+        let mut order = ServingOrder::new(2);
+        assert!(!order.arrive(FREE, 0));
+        assert!(!order.arrive(FREE, 1));
+        assert!(order.arrive(FREE, 2));
+        assert!(order.arrive(PAID, 3));
+        assert_eq!(order.release(), Some((PAID, 3)));
+        assert_eq!(order.busy(), 2);
+        assert!(order.arrive(PAID, 4), "queues behind the waiting request, not beside it");
+        assert_eq!(order.release(), Some((PAID, 4)));
+        assert_eq!(order.release(), Some((FREE, 2)));
+    }
+
+    #[tokio::test]
+    async fn permits_pass_slots_in_rank_order_and_abandoned_waiters_lose_nothing() {
+        let queue = ServingQueue::new(1);
+        let first = queue.acquire(FREE).await;
+        let (served_tx, mut served_rx) = tokio::sync::mpsc::unbounded_channel();
+        let mut tasks = Vec::new();
+        for (name, rank) in [("free", FREE), ("gone", PAID), ("paid", PAID)] {
+            let (queue, served_tx) = (queue.clone(), served_tx.clone());
+            tasks.push(tokio::spawn(async move {
+                let permit = queue.acquire(rank).await;
+                let _ = served_tx.send(name);
+                drop(permit);
+            }));
+            // Arrival order as listed.
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(queue.load(), (1, 3));
+        // The first paid waiter gives up (its client went away) before its turn.
+        tasks[1].abort();
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        drop(first);
+        let mut order = Vec::new();
+        for _ in 0..2 {
+            let next = tokio::time::timeout(Duration::from_secs(5), served_rx.recv()).await;
+            order.push(next.ok().flatten());
+        }
+        assert_eq!(order, [Some("paid"), Some("free")]);
+        for task in tasks {
+            let _ = task.await;
+        }
+        assert_eq!(queue.load(), (0, 0), "every slot came back");
+    }
+}
