@@ -29,7 +29,8 @@
 //   BENCH_ONLY=a,b          run only these pieces: sizes, les_core, pool, cheque, relay, lesd, client, browser
 //   BENCH_OUT=bench         where report.md and report.json go
 //   HELIOS_VERSION=0.11.1, COLIBRI_VERSION=latest   the npm packages compared
-//   LESD_BENCH_CLIENTS, LESD_BENCH_FANOUT, LESD_BENCH_SECONDS   passed on to lesd_bench
+//   LESD_BENCH_CLIENTS, LESD_BENCH_FANOUT, LESD_BENCH_SECONDS, LESD_BENCH_QUEUE_FREE,
+//   LESD_BENCH_QUEUE_BURST   passed on to lesd_bench
 // Logs of every piece: target/bench/logs/. `--render` (make bench-report) only rewrites
 // report.md from report.json.
 
@@ -606,6 +607,12 @@ function markdown(r) {
         [`announcement fan-out to ${num(st.fanout.clients?.median)} clients: first after the block`, mmm(st.fanout.firstMs, (v) => `${num(v, 1)} ms`)],
         ['  all received within (of the first)', mmm(st.fanout.spreadMs, (v) => `${num(v, 1)} ms`)],
         ['  clients that received it', mmm(st.fanout.received, num)],
+        ...(st.queue ? [
+          [`serving queue under contention: 1 paying + ${num(st.queue.freeClients?.median)} free clients, ${num(st.queue.sentPaid?.median)} + ${num(st.queue.sentFree?.median)} account proofs at once (payer last), default slots: paid response median`, mmm(st.queue.paidMedianMs, (v) => `${num(v, 1)} ms`)],
+          ['  free response median', mmm(st.queue.freeMedianMs, (v) => `${num(v, 1)} ms`)],
+          ['  free ÷ paid', mmm(st.queue.freeOverPaid, (v) => `${num(v, 2)}×`)],
+          ['  mean wait in lesd\'s serving queue, paid / free', `${mmm(st.queue.paidQueueMs, (v) => `${num(v, 2)} ms`)} / ${mmm(st.queue.freeQueueMs, (v) => `${num(v, 2)} ms`)}`],
+        ] : []),
       ]));
       out.push('');
     }
@@ -680,6 +687,7 @@ function summary(r) {
   if (l) {
     rows.push(['lesd idle clients held, memory per client', `${num(l.idle.held?.median)} of ${num(l.idle.clients?.median)}, ${num(l.idle.kibPerClient?.median, 1)} KiB`]);
     rows.push(['lesd header requests/s; fan-out spread to all clients', `${num(l.headerRequests.perSec?.median)}/s; ${num(l.fanout.spreadMs?.median, 1)} ms for ${num(l.fanout.received?.median)}`]);
+    if (l.queue) rows.push(['lesd busy: paying vs free response median (serving queue)', `${num(l.queue.paidMedianMs?.median, 1)} vs ${num(l.queue.freeMedianMs?.median, 1)} ms (${num(l.queue.freeOverPaid?.median, 2)}×)`]);
   }
   const rt = p.relay?.roundTrip;
   if (rt) {

@@ -6,15 +6,17 @@
 //! lespay requests get Error replies while the server keeps serving, and that a busy lesd
 //! serves a paying client's requests before free clients' queued ones.
 
+#[path = "common/burst.rs"]
+mod burst;
 mod common;
 mod lesd_client;
 #[path = "common/pay/mod.rs"]
 mod pay_support;
 
-use alloy_primitives::{Address, B256};
+use alloy_primitives::B256;
+use burst::{median, replies, send_proofs};
 use common::{Anvil, temp_dir};
 use les::crypto::{NodeId, NodeKey};
-use les::msg::{GetProofsV2, LesMessage, ProofRequest};
 use les::p2p::DisconnectReason;
 use les::pay::messages::{self, Balance, ErrorCode, LESPAY, LespayMessage, PriorityClass, codes};
 use les::session::Event;
@@ -572,60 +574,6 @@ async fn a_channel_cheque_is_credited_once_and_redeemed_on_chain() {
     let log = admin_ok(&daemon, "les_paymentLog", json!([0, 10])).await;
     assert_eq!(log.as_array().map(Vec::len), Some(1), "the duplicate is not logged: {log}");
     daemon.shutdown().await;
-}
-
-/// Sends up to `count` account-proof requests at once, as many as the client's flow-control
-/// budget allows; their ids.
-async fn send_proofs(client: &mut PayClient, block: B256, count: usize) -> Vec<u64> {
-    let mut ids = Vec::new();
-    for i in 0..count {
-        let id = client.req_id();
-        let account = Address::with_last_byte(u8::try_from(i).unwrap_or(u8::MAX));
-        let request = LesMessage::GetProofsV2(GetProofsV2 {
-            request_id: id,
-            requests: vec![ProofRequest::account(block, account)],
-        });
-        let now = client.now();
-        if client.session.send_request(request, now).is_err() {
-            break;
-        }
-        ids.push(id);
-    }
-    client.flush().await;
-    ids
-}
-
-/// Waits for the replies to `ids`; when each arrived, measured from `t0`.
-async fn replies(mut client: PayClient, ids: Vec<u64>, t0: Instant) -> (PayClient, Vec<Duration>) {
-    let mut arrived = Vec::new();
-    let mut pending: std::collections::HashSet<u64> = ids.into_iter().collect();
-    let deadline = Instant::now() + WAIT;
-    while !pending.is_empty() {
-        assert!(Instant::now() < deadline, "{} replies missing", pending.len());
-        assert!(
-            client.disconnect_reason().is_none(),
-            "disconnected: {:?}",
-            client.disconnect_reason()
-        );
-        let before = client.events.len();
-        client.pump(Duration::from_millis(20)).await;
-        let at = t0.elapsed();
-        for event in client.events.drain(before..).collect::<Vec<_>>() {
-            match event {
-                Event::Reply(LesMessage::ProofsV2(reply)) if pending.remove(&reply.request_id) => {
-                    arrived.push(at);
-                }
-                other => client.events.push_back(other),
-            }
-        }
-    }
-    (client, arrived)
-}
-
-fn median(values: &[Duration]) -> Duration {
-    let mut sorted = values.to_vec();
-    sorted.sort();
-    sorted.get(sorted.len() / 2).copied().unwrap_or_default()
 }
 
 #[tokio::test]
