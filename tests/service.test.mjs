@@ -4,7 +4,7 @@
 // it; headless Chromium pages loading the npm package (pkg/) as a dapp would. Four free
 // pages connect first; then a fifth page, configured with a payment key and policy
 // (createProvider's `payment`), opens a channel and pays for four times the minimum. The
-// test checks structurally, not by timing:
+// test checks:
 //   - the payer reaches the paid class at the target capacity (its ulc_serviceStatus and
 //     lesd's les_clientInfo agree) and holds it through the burst;
 //   - lesd made room for it by disconnecting free clients: exactly two free ones remain, and
@@ -12,8 +12,12 @@
 //   - under the same burst of reads, the free clients that are still served were held back by
 //     flow control (their budgetWaits in ulc_metrics rise), the payer never was (and none of
 //     its reads failed). Free clients' failed reads and their errors are printed: they
-//     rotate at the test's 5 s bias, so a read in flight when lesd kicks its client fails.
-// Response-time medians per class are printed for information only.
+//     rotate at the test's 5 s bias, so a read in flight when lesd kicks its client fails;
+//   - lesd (two serving slots, so the burst queues) served the payer first: its serving
+//     queue gave slots to the payer's requests while free clients' requests waited
+//     (lesd_queue_paid_ahead rises). Response-time medians and lesd's mean queue wait per
+//     class are printed for information (they also hold the client's own pipeline: lesd_bench
+//     measures the effect, server/tests/pay_service.rs checks the order).
 //
 // Needs pkg/ built, a devnet (ULC_DEVNET_JSON or ULC_DEVNET_DIR, as scripts/test.sh gives),
 // target/release/lesd and les-bridge, and /usr/bin/chromium; without them the test skips with
@@ -110,11 +114,11 @@ test('a paying browser client keeps its capacity while free ones are disconnecte
   t.after(() => rmSync(dir, { recursive: true, force: true }));
   const payeeKey = `0x${randomBytes(32).toString('hex')}`;
   writeFileSync(join(dir, 'payee.key'), payeeKey.slice(2), { mode: 0o600 });
-  const [lesPort, adminPort] = [await freePort(), await freePort()];
+  const [lesPort, adminPort, metricsPort] = [await freePort(), await freePort(), await freePort()];
   const admin = `http://127.0.0.1:${adminPort}/`;
   const { line: enode } = await startChild(t, LESD, [
     '--upstream', devnet.rpcUrl, '--datadir', join(dir, 'lesd'), '--listen', `127.0.0.1:${lesPort}`,
-    '--poll-interval-ms', '200', '--free-id', 'node',
+    '--poll-interval-ms', '200', '--free-id', 'node', '--serving-slots', '2', '--metrics', `127.0.0.1:${metricsPort}`,
     '--total-capacity', String(TOTAL_CAPACITY), '--min-capacity', String(MIN_CAPACITY), '--connected-bias-secs', '5',
     '--channel-contract', devnet.paymentChannel.address, '--payee-key', join(dir, 'payee.key'), '--tokens-per-wei', '1/1',
     '--accept-margin-secs', '120', '--redeem-margin-secs', '60', '--confirmations', '0', '--admin', `127.0.0.1:${adminPort}`,
@@ -259,12 +263,27 @@ test('a paying browser client keeps its capacity while free ones are disconnecte
       );
       return { times, failures, errors: [...errors], budgetWaits: (await waits()) - before };
     }, [BURST, salt]);
+  const queueTotals = async () => {
+    const text = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
+    const value = (name, cls) => Number(text.match(new RegExp(`^lesd_${name}_total\\{class="${cls}"\\} (\\S+)$`, 'm'))?.[1] ?? 0);
+    const ahead = Number(text.match(/^lesd_queue_paid_ahead_total (\S+)$/m)?.[1] ?? 0);
+    return { ahead, ...Object.fromEntries(['paid', 'free'].map((cls) => [cls, { count: value('queued_requests', cls), secs: value('queue_seconds', cls) }])) };
+  };
+  const queueBefore = await queueTotals();
   const results = await Promise.all([burst(payer, 1), ...servedFree.map((page, i) => burst(page, i + 2))]);
+  const queueAfter = await queueTotals();
+  const meanWaitMs = (cls) => {
+    const count = queueAfter[cls].count - queueBefore[cls].count;
+    return { count, ms: count > 0 ? ((queueAfter[cls].secs - queueBefore[cls].secs) / count) * 1000 : null };
+  };
+  const [paidWait, freeWait] = [meanWaitMs('paid'), meanWaitMs('free')];
   const [payerResult, ...freeResults] = results;
   t.diagnostic(
-    `response-time medians (ms, ${BURST} eth_getBalance at once; information, not asserted): paid ${median(payerResult.times)?.toFixed(1)}, ` +
+    `response-time medians (ms, ${BURST} eth_getBalance at once; information): paid ${median(payerResult.times)?.toFixed(1)}, ` +
       `free ${freeResults.map((r) => median(r.times)?.toFixed(1)).join(', ')}`,
   );
+  const paidAhead = queueAfter.ahead - queueBefore.ahead;
+  t.diagnostic(`lesd serving queue, mean wait: paid ${paidWait.ms?.toFixed(2)} ms over ${paidWait.count}, free ${freeWait.ms?.toFixed(2)} ms over ${freeWait.count}; paid requests served ahead of waiting free ones: ${paidAhead}`);
   t.diagnostic(`budgetWaits: paid ${payerResult.budgetWaits}, free ${freeResults.map((r) => r.budgetWaits).join(', ')}`);
   t.diagnostic(`failed reads: paid ${payerResult.failures}, free ${freeResults.map((r) => r.failures).join(', ')}`);
   t.diagnostic(`free clients' errors: ${freeResults.map((r) => r.errors.join(' | ') || 'none').join('; ')}`);
@@ -275,6 +294,12 @@ test('a paying browser client keeps its capacity while free ones are disconnecte
     // Not asserted: free clients rotate (the test's 5 s bias), so a read in flight when lesd
     // kicks its client fails, whether as 4900 or as a lost reply; the errors are printed.
   }
+
+  // Served first: both classes went through lesd's queue, and the payer's requests were
+  // given slots while free ones waited.
+  assert.ok(paidWait.count >= BURST, `every paid read went through the queue: ${paidWait.count}`);
+  assert.ok(freeWait.count > 0, 'free reads were queued');
+  assert.ok(paidAhead > 0 && paidAhead <= paidWait.count, `paid requests went ahead of waiting free ones: ${paidAhead}`);
 
   // The payer still holds its class and capacity, on both sides.
   const end = await serverEntry(payer);

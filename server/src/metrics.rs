@@ -46,6 +46,7 @@ pub struct Metrics {
     serving_seconds: Family<RequestLabel, Counter<f64, AtomicU64>>,
     queued: Family<ClassLabel, Counter>,
     queue_seconds: Family<ClassLabel, Counter<f64, AtomicU64>>,
+    queue_paid_ahead: Counter,
     bytes_in: Counter,
     bytes_out: Counter,
     announcements: Counter,
@@ -92,6 +93,12 @@ impl Metrics {
             "queue_seconds",
             "Time LES requests waited for a serving slot, by client class (paid, free)",
             queue_seconds.clone(),
+        );
+        let queue_paid_ahead = Counter::default();
+        registry.register(
+            "queue_paid_ahead",
+            "Serving slots given to a paying client's request while free clients' requests waited",
+            queue_paid_ahead.clone(),
         );
         let bytes_in = Counter::default();
         registry.register("bytes_in", "Bytes received from clients", bytes_in.clone());
@@ -162,6 +169,7 @@ impl Metrics {
             serving_seconds,
             queued,
             queue_seconds,
+            queue_paid_ahead,
             bytes_in,
             bytes_out,
             announcements,
@@ -273,6 +281,17 @@ impl Metrics {
     pub fn queue_totals(&self, class: &'static str) -> (u64, f64) {
         let label = ClassLabel { class };
         (self.queued.get_or_create(&label).get(), self.queue_seconds.get_or_create(&label).get())
+    }
+
+    /// The counter the serving queue bumps when a paying client's request goes ahead of
+    /// waiting free ones.
+    pub fn queue_paid_ahead_counter(&self) -> Counter {
+        self.queue_paid_ahead.clone()
+    }
+
+    /// Slots given to a paying client's request while free ones waited, so far.
+    pub fn queue_paid_ahead(&self) -> u64 {
+        self.queue_paid_ahead.get()
     }
 
     /// Bytes received from a client.

@@ -157,7 +157,7 @@ impl Node {
         service: Option<PayService>,
         shutdown: watch::Receiver<bool>,
     ) -> Self {
-        let queue = ServingQueue::new(config.serving_slots);
+        let queue = ServingQueue::new(config.serving_slots, metrics.queue_paid_ahead_counter());
         Self {
             shared: Arc::new(Shared {
                 config,

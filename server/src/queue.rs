@@ -13,6 +13,7 @@
 //! [`Permit`]s with it across tasks. A permit frees its slot when dropped, also when the
 //! request it was waiting for is abandoned (its client disconnected).
 
+use prometheus_client::metrics::counter::Counter;
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -75,12 +76,32 @@ pub struct ServingOrder<T> {
     busy: usize,
     next_seq: u64,
     waiting: BinaryHeap<Waiting<T>>,
+    /// Of `waiting`, the requests of free clients.
+    waiting_free: usize,
+}
+
+/// A slot handed to a waiting request.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Grant<T> {
+    /// Its client's rank.
+    pub rank: Rank,
+    /// What waited.
+    pub item: T,
+    /// It was a paying client's request and free clients' requests were waiting: the
+    /// priority at work, seen from outside.
+    pub ahead_of_free: bool,
 }
 
 impl<T> ServingOrder<T> {
     /// `slots` requests at once (at least one).
     pub fn new(slots: usize) -> Self {
-        Self { slots: slots.max(1), busy: 0, next_seq: 0, waiting: BinaryHeap::new() }
+        Self {
+            slots: slots.max(1),
+            busy: 0,
+            next_seq: 0,
+            waiting: BinaryHeap::new(),
+            waiting_free: 0,
+        }
     }
 
     /// A request of a client at `rank` arrives: `false` when it takes a free slot at once
@@ -94,14 +115,23 @@ impl<T> ServingOrder<T> {
         let seq = self.next_seq;
         self.next_seq += 1;
         self.waiting.push(Waiting { rank, seq, item });
+        if !rank.paid {
+            self.waiting_free += 1;
+        }
         true
     }
 
     /// A slot was freed: the next waiting request, which now holds it, or `None` (the slot
     /// is free).
-    pub fn release(&mut self) -> Option<(Rank, T)> {
+    pub fn release(&mut self) -> Option<Grant<T>> {
         match self.waiting.pop() {
-            Some(next) => Some((next.rank, next.item)),
+            Some(next) => {
+                if !next.rank.paid {
+                    self.waiting_free -= 1;
+                }
+                let ahead_of_free = next.rank.paid && self.waiting_free > 0;
+                Some(Grant { rank: next.rank, item: next.item, ahead_of_free })
+            }
             None => {
                 self.busy = self.busy.saturating_sub(1);
                 None
@@ -124,6 +154,8 @@ impl<T> ServingOrder<T> {
 #[derive(Debug, Clone)]
 pub struct ServingQueue {
     order: Arc<Mutex<ServingOrder<oneshot::Sender<Permit>>>>,
+    /// Grants with [`Grant::ahead_of_free`] (a metric's counter).
+    paid_ahead: Counter,
 }
 
 /// A serving slot, held while a request is served; dropping it passes the slot on.
@@ -141,9 +173,10 @@ impl Drop for Permit {
 }
 
 impl ServingQueue {
-    /// A queue of `slots` serving slots.
-    pub fn new(slots: usize) -> Self {
-        Self { order: Arc::new(Mutex::new(ServingOrder::new(slots))) }
+    /// A queue of `slots` serving slots, counting in `paid_ahead` the slots that went to a
+    /// paying client's request while free ones waited.
+    pub fn new(slots: usize, paid_ahead: Counter) -> Self {
+        Self { order: Arc::new(Mutex::new(ServingOrder::new(slots))), paid_ahead }
     }
 
     fn lock(&self) -> MutexGuard<'_, ServingOrder<oneshot::Sender<Permit>>> {
@@ -176,11 +209,16 @@ impl ServingQueue {
     fn release(&self) {
         loop {
             let next = self.lock().release();
-            let Some((_, waiter)) = next else { return };
+            let Some(grant) = next else { return };
             // Sent outside the lock: a waiter that has gone returns the permit, whose slot
             // then goes to the next one (without running Drop, which would release twice).
-            match waiter.send(Permit { queue: Some(self.clone()) }) {
-                Ok(()) => return,
+            match grant.item.send(Permit { queue: Some(self.clone()) }) {
+                Ok(()) => {
+                    if grant.ahead_of_free {
+                        self.paid_ahead.inc();
+                    }
+                    return;
+                }
                 Err(mut unused) => {
                     unused.queue = None;
                 }
@@ -204,7 +242,7 @@ mod tests {
         assert!(!order.arrive(FREE, 2));
         assert!(order.arrive(FREE, 3));
         assert_eq!((order.busy(), order.waiting()), (2, 1));
-        assert_eq!(order.release(), Some((FREE, 3)));
+        assert_eq!(order.release(), Some(Grant { rank: FREE, item: 3, ahead_of_free: false }));
         assert_eq!((order.busy(), order.waiting()), (2, 0));
         assert_eq!(order.release(), None);
         assert_eq!((order.busy(), order.waiting()), (1, 0));
@@ -220,8 +258,19 @@ mod tests {
         order.arrive(PAID, "paid-1");
         order.arrive(Rank { paid: true, capacity: 16_000 }, "paid-small");
         order.arrive(PAID, "paid-2");
-        let served: Vec<_> = std::iter::from_fn(|| order.release().map(|(_, item)| item)).collect();
-        assert_eq!(served, ["paid-1", "paid-2", "paid-small", "free-big", "free-1", "free-2"]);
+        let served: Vec<_> =
+            std::iter::from_fn(|| order.release().map(|g| (g.item, g.ahead_of_free))).collect();
+        assert_eq!(
+            served,
+            [
+                ("paid-1", true),
+                ("paid-2", true),
+                ("paid-small", true),
+                ("free-big", false),
+                ("free-1", false),
+                ("free-2", false)
+            ]
+        );
         assert_eq!((order.busy(), order.waiting()), (0, 0), "the last release freed the slot");
     }
 
@@ -232,16 +281,21 @@ mod tests {
         assert!(!order.arrive(FREE, 1));
         assert!(order.arrive(FREE, 2));
         assert!(order.arrive(PAID, 3));
-        assert_eq!(order.release(), Some((PAID, 3)));
+        assert_eq!(order.release(), Some(Grant { rank: PAID, item: 3, ahead_of_free: true }));
         assert_eq!(order.busy(), 2);
         assert!(order.arrive(PAID, 4), "queues behind the waiting request, not beside it");
-        assert_eq!(order.release(), Some((PAID, 4)));
-        assert_eq!(order.release(), Some((FREE, 2)));
+        assert_eq!(order.release(), Some(Grant { rank: PAID, item: 4, ahead_of_free: true }));
+        assert_eq!(order.release(), Some(Grant { rank: FREE, item: 2, ahead_of_free: false }));
+        assert_eq!(order.release(), None);
+        assert!(!order.arrive(PAID, 5), "the freed slot");
+        assert!(order.arrive(PAID, 6));
+        assert_eq!(order.release().map(|g| g.ahead_of_free), Some(false), "no free one waits");
     }
 
     #[tokio::test]
     async fn permits_pass_slots_in_rank_order_and_abandoned_waiters_lose_nothing() {
-        let queue = ServingQueue::new(1);
+        let paid_ahead = Counter::default();
+        let queue = ServingQueue::new(1, paid_ahead.clone());
         let first = queue.acquire(FREE).await;
         let (served_tx, mut served_rx) = tokio::sync::mpsc::unbounded_channel();
         let mut tasks = Vec::new();
@@ -270,5 +324,6 @@ mod tests {
             let _ = task.await;
         }
         assert_eq!(queue.load(), (0, 0), "every slot came back");
+        assert_eq!(paid_ahead.get(), 1, "the paid request went ahead of the free one");
     }
 }

@@ -644,5 +644,7 @@ async fn a_busy_lesd_serves_a_paying_clients_requests_before_free_ones() {
     // reply came while free replies were still outstanding.
     assert!(paid_wait / (paid_queued as f64) < free_wait / (free_queued as f64));
     assert!(paid_last < free_last, "paid last {paid_last:?}, free last {free_last:?}");
+    let ahead = metrics.queue_paid_ahead();
+    assert!(ahead > 0 && ahead <= paid_queued, "paid requests served ahead of free ones: {ahead}");
     daemon.shutdown().await;
 }
