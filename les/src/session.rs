@@ -235,7 +235,8 @@ pub enum Event {
         /// The buffer value it reported.
         buffer_value: u64,
     },
-    /// (Server) the client overran its buffer and was sent StopMsg.
+    /// (Server) the client was sent StopMsg: it overran its buffer, or the driver froze it
+    /// ([`Session::freeze_client`]).
     ClientFrozen,
     /// (Server) the client's buffer recharged and it was sent ResumeMsg.
     ClientResumed,
@@ -988,12 +989,7 @@ impl Session {
                 Ok(())
             }
             Err(AcceptError::Underrun { .. }) if version >= LesVersion::Les3 => {
-                let jitter = Duration::from_millis(
-                    u64::from(random_bytes::<1>().map_or(0, |b| b[0])) * 600 / 255,
-                );
-                buffer.freeze(now, jitter);
-                self.send_own_les(&LesMessage::Stop);
-                self.events.push_back(Event::ClientFrozen);
+                self.freeze_client(now);
                 Ok(())
             }
             Err(AcceptError::Underrun { .. }) => Err(SessionError::BufferOverrun),
@@ -1053,6 +1049,42 @@ impl Session {
         let buffer_value = buffer.complete(ticket, real_cost, now);
         reply.set_buffer_value(buffer_value);
         self.send_les(&reply).map_err(|_| CallError::TooLarge)
+    }
+
+    /// (Server) freezes the client: StopMsg now, requests dropped unanswered until its
+    /// ResumeMsg, which follows after the freeze delay (700 ms plus up to 600 ms of jitter)
+    /// once its buffer is above BL/8 (research §1.3, geth's `clientPeer.freeze`). Flow
+    /// control does this when the client overruns its buffer; the server's driver does it
+    /// when it is overloaded. A les/2 client has no Stop/Resume and is disconnected.
+    /// `false` (and nothing sent) unless this is an established server session.
+    pub fn freeze_client(&mut self, now: Timestamp) -> bool {
+        if !self.is_established() {
+            return false;
+        }
+        let version = self.les.map_or(LesVersion::Les4, |(_, v)| v);
+        let Some(Side::Server { buffer, .. }) = &mut self.side else {
+            return false;
+        };
+        if version < LesVersion::Les3 {
+            self.disconnect(DisconnectReason::UselessPeer);
+            return true;
+        }
+        let jitter =
+            Duration::from_millis(u64::from(random_bytes::<1>().map_or(0, |b| b[0])) * 600 / 255);
+        buffer.freeze(now, jitter);
+        self.send_own_les(&LesMessage::Stop);
+        self.events.push_back(Event::ClientFrozen);
+        true
+    }
+
+    /// (Server) gives up on an accepted request without answering it (the server could not
+    /// serve it: overloaded, or the client was frozen meanwhile). Its maximum cost stays
+    /// charged, as for a request dropped while frozen.
+    pub fn drop_request(&mut self, ticket: RequestTicket, now: Timestamp) {
+        if let Some(Side::Server { buffer, .. }) = &mut self.side {
+            let max_cost = ticket.max_cost();
+            buffer.complete(ticket, max_cost, now);
+        }
     }
 
     /// (Server) announces a new head in the form the client asked for: signed, plain, or not

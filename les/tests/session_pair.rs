@@ -418,6 +418,38 @@ fn server_freezes_a_client_that_overruns_and_resumes_it() {
 }
 
 #[test]
+fn an_overloaded_server_freezes_a_client_and_drops_its_request() {
+    let costs = CostTable::geth_default();
+    let max = costs.max_cost(les::msg::codes::GET_BLOCK_HEADERS, 8).expect("cost");
+    let flow = FlowParams { buffer_limit: 4 * max, min_recharge: 1_000, costs };
+    let (mut pair, _key, _headers) = established_pair(AnnounceType::Simple, flow);
+    pair.client_events.clear();
+    pair.server_events.clear();
+    pair.client.send_request(header_query(1), pair.now).expect("fits");
+    pair.pump();
+    let Some(Event::Request { ticket, .. }) = pair.server_events.pop() else { panic!("request") };
+    // The driver cannot serve it (overloaded): freeze the client, drop the request.
+    assert!(pair.server.freeze_client(pair.now));
+    pair.server.drop_request(ticket, pair.now);
+    let buffer = pair.server.client_buffer().expect("server side");
+    assert!(buffer.is_frozen());
+    assert_eq!(buffer.outstanding(), 0, "the dropped request is no longer outstanding");
+    pair.pump();
+    assert!(pair.client_events.iter().any(|e| matches!(e, Event::Stopped)));
+    assert!(pair.server_events.iter().any(|e| matches!(e, Event::ClientFrozen)));
+    assert!(
+        !pair.client_events.iter().any(|e| matches!(e, Event::Reply(_))),
+        "a dropped request gets no reply"
+    );
+    // Resumed after the freeze delay, as after an overrun.
+    pair.advance(Duration::from_secs(3));
+    assert!(pair.client_events.iter().any(|e| matches!(e, Event::Resumed { .. })));
+    assert!(!pair.server.client_buffer().expect("server side").is_frozen());
+    // Only an established server session can freeze its peer.
+    assert!(!pair.client.freeze_client(pair.now));
+}
+
+#[test]
 fn les2_client_that_overruns_is_disconnected() {
     let costs = CostTable::geth_default();
     let max = costs.max_cost(les::msg::codes::GET_BLOCK_HEADERS, 8).expect("cost");

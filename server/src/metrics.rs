@@ -47,6 +47,7 @@ pub struct Metrics {
     queued: Family<ClassLabel, Counter>,
     queue_seconds: Family<ClassLabel, Counter<f64, AtomicU64>>,
     queue_paid_ahead: Counter,
+    overloads: Counter,
     bytes_in: Counter,
     bytes_out: Counter,
     announcements: Counter,
@@ -99,6 +100,12 @@ impl Metrics {
             "queue_paid_ahead",
             "Serving slots given to a paying client's request while free clients' requests waited",
             queue_paid_ahead.clone(),
+        );
+        let overloads = Counter::default();
+        registry.register(
+            "overloads",
+            "Free clients frozen because the serving queue was full (each lowers the total capacity)",
+            overloads.clone(),
         );
         let bytes_in = Counter::default();
         registry.register("bytes_in", "Bytes received from clients", bytes_in.clone());
@@ -170,6 +177,7 @@ impl Metrics {
             queued,
             queue_seconds,
             queue_paid_ahead,
+            overloads,
             bytes_in,
             bytes_out,
             announcements,
@@ -292,6 +300,16 @@ impl Metrics {
     /// Slots given to a paying client's request while free ones waited, so far.
     pub fn queue_paid_ahead(&self) -> u64 {
         self.queue_paid_ahead.get()
+    }
+
+    /// A free client was frozen because the serving queue was full.
+    pub fn overload(&self) {
+        self.overloads.inc();
+    }
+
+    /// Overload freezes so far.
+    pub fn overloads(&self) -> u64 {
+        self.overloads.get()
     }
 
     /// Bytes received from a client.

@@ -23,7 +23,7 @@
 use crate::follow::{HeadReceiver, HeadUpdate};
 use crate::metrics::Metrics;
 use crate::pay::service::{AdmitError, ClientHandle, Command, LespayOutcome, PayService};
-use crate::queue::{Rank, ServingQueue};
+use crate::queue::{Overloaded, Rank, ServingQueue};
 use crate::serve::{Served, Server};
 use futures_util::stream::{FuturesOrdered, StreamExt};
 use les::announce::AnnouncedHead;
@@ -142,7 +142,8 @@ struct Shared {
 }
 
 /// A request being served: resolves to its ticket and reply.
-type InFlight = Pin<Box<dyn Future<Output = (RequestTicket, Option<Served>)> + Send>>;
+type InFlight =
+    Pin<Box<dyn Future<Output = (RequestTicket, Result<Option<Served>, Overloaded>)> + Send>>;
 
 impl Node {
     /// A node serving with `server`, announcing what `heads` publishes, admitting clients
@@ -490,14 +491,17 @@ where
                         // Time in the queue is not serving time: the real cost (and what the
                         // client is charged) starts with the slot.
                         let arrived = Instant::now();
-                        let slot = queue.acquire(rank).await;
+                        let slot = match queue.acquire(rank).await {
+                            Ok(slot) => slot,
+                            Err(overloaded) => return (ticket, Err(overloaded)),
+                        };
                         metrics.queue_wait(rank.class(), arrived.elapsed());
                         let served = server.serve(request, max_cost).await;
                         drop(slot);
-                        (ticket, served)
+                        (ticket, Ok(served))
                     }));
                 }
-                Event::ClientFrozen => tracing::debug!(%peer, "client overran its buffer: stopped"),
+                Event::ClientFrozen => tracing::debug!(%peer, "client frozen: stopped"),
                 Event::ClientResumed => tracing::debug!(%peer, "client resumed"),
                 Event::Disconnected { reason, by, error } => {
                     tracing::debug!(%peer, %reason, ?by, ?error, "client disconnected");
@@ -554,17 +558,32 @@ where
                     }
                 }
             },
-            Some((ticket, served)) = in_flight.next(), if !in_flight.is_empty() => {
+            Some((ticket, served)) = in_flight.next(), if !in_flight.is_empty() => match served {
+                Err(overloaded) => {
+                    // Too much waiting for the slots: this free client is frozen (once per
+                    // freeze; geth freezes the weakest clients first) and, as an overload
+                    // event, the pool's total capacity drops.
+                    let now = shared.now();
+                    session.drop_request(ticket, now);
+                    let frozen = session.client_buffer().is_some_and(|buffer| buffer.is_frozen());
+                    if !frozen && session.freeze_client(now) {
+                        tracing::debug!(%peer, %overloaded, "overloaded: client frozen");
+                        shared.metrics.overload();
+                        if let Some(client) = &pool_client {
+                            client.handle.overloaded();
+                        }
+                    }
+                }
                 // The session emits requests only, and every request has an answer.
-                if let Some(served) = served {
+                Ok(served) => if let Some(served) = served {
                     if let Some(client) = &pool_client {
                         client.handle.request_served(served.cost);
                     }
                     if let Err(error) = session.reply(ticket, served.reply, served.cost, shared.now()) {
                         tracing::debug!(%peer, %error, "reply not sent");
                     }
-                }
-            }
+                },
+            },
             changed = heads.changed(), if established && heads_open => {
                 if changed.is_ok() {
                     let latest = heads.borrow_and_update().clone();

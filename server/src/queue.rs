@@ -9,6 +9,12 @@
 //! client keeps short response times while the server is busy with free clients (geth's
 //! `servingQueue` orders tasks by client priority in the same way).
 //!
+//! The queue is also lesd's overload signal (research §1.3): a free client's request that
+//! finds [`OVERLOAD_FACTOR`] × slots requests already waiting is refused with
+//! [`Overloaded`]; the driver then freezes that client (StopMsg, its request dropped) and
+//! the client pool lowers the total capacity, which recovers while no overload happens.
+//! Paying clients' requests always wait: their flow control bounds them.
+//!
 //! [`ServingOrder`] is the ordering alone (no I/O, no clock); [`ServingQueue`] hands out
 //! [`Permit`]s with it across tasks. A permit frees its slot when dropped, also when the
 //! request it was waiting for is abandoned (its client disconnected).
@@ -18,6 +24,30 @@ use std::cmp::Ordering;
 use std::collections::BinaryHeap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::sync::oneshot;
+
+/// Waiting requests per serving slot beyond which the server counts as overloaded.
+pub const OVERLOAD_FACTOR: usize = 64;
+
+/// A free client's request refused because the queue is overloaded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("serving queue overloaded: {waiting} requests waiting for {slots} slots")]
+pub struct Overloaded {
+    /// Requests waiting.
+    pub waiting: usize,
+    /// Serving slots.
+    pub slots: usize,
+}
+
+/// What became of an arriving request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Arrival {
+    /// It took a free slot at once.
+    Slot,
+    /// It waits for its turn.
+    Waits,
+    /// Refused: see [`Overloaded`].
+    Overloaded(Overloaded),
+}
 
 /// Where a client's requests stand in the queue.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
@@ -104,13 +134,16 @@ impl<T> ServingOrder<T> {
         }
     }
 
-    /// A request of a client at `rank` arrives: `false` when it takes a free slot at once
-    /// (`item` is dropped), `true` when `item` waits, to come back from [`Self::release`]
-    /// when its turn comes.
-    pub fn arrive(&mut self, rank: Rank, item: T) -> bool {
+    /// A request of a client at `rank` arrives. When it waits, `item` comes back from
+    /// [`Self::release`] at its turn; otherwise `item` is dropped.
+    pub fn arrive(&mut self, rank: Rank, item: T) -> Arrival {
         if self.busy < self.slots && self.waiting.is_empty() {
             self.busy += 1;
-            return false;
+            return Arrival::Slot;
+        }
+        let waiting = self.waiting.len();
+        if !rank.paid && waiting >= self.slots.saturating_mul(OVERLOAD_FACTOR) {
+            return Arrival::Overloaded(Overloaded { waiting, slots: self.slots });
         }
         let seq = self.next_seq;
         self.next_seq += 1;
@@ -118,7 +151,7 @@ impl<T> ServingOrder<T> {
         if !rank.paid {
             self.waiting_free += 1;
         }
-        true
+        Arrival::Waits
     }
 
     /// A slot was freed: the next waiting request, which now holds it, or `None` (the slot
@@ -185,19 +218,22 @@ impl ServingQueue {
         self.order.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Waits for a slot for a request of a client at `rank`.
-    pub async fn acquire(&self, rank: Rank) -> Permit {
+    /// Waits for a slot for a request of a client at `rank`; `Err` at once when a free
+    /// client's request finds the queue overloaded.
+    pub async fn acquire(&self, rank: Rank) -> Result<Permit, Overloaded> {
         let (tx, rx) = oneshot::channel();
-        let waits = self.lock().arrive(rank, tx);
-        if !waits {
-            return Permit { queue: Some(self.clone()) };
+        let arrival = self.lock().arrive(rank, tx);
+        match arrival {
+            Arrival::Slot => return Ok(Permit { queue: Some(self.clone()) }),
+            Arrival::Overloaded(overloaded) => return Err(overloaded),
+            Arrival::Waits => {}
         }
-        match rx.await {
+        Ok(match rx.await {
             Ok(permit) => permit,
             // The sender went with the queue's last handle: nothing is served any more, and
             // this request's slot bookkeeping went with it.
             Err(_) => Permit { queue: None },
-        }
+        })
     }
 
     /// (being served, waiting).
@@ -238,9 +274,9 @@ mod tests {
     #[test]
     fn free_slots_are_taken_at_once_then_requests_wait() {
         let mut order = ServingOrder::new(2);
-        assert!(!order.arrive(FREE, 1));
-        assert!(!order.arrive(FREE, 2));
-        assert!(order.arrive(FREE, 3));
+        assert_eq!(Arrival::Slot, order.arrive(FREE, 1));
+        assert_eq!(Arrival::Slot, order.arrive(FREE, 2));
+        assert_eq!(Arrival::Waits, order.arrive(FREE, 3));
         assert_eq!((order.busy(), order.waiting()), (2, 1));
         assert_eq!(order.release(), Some(Grant { rank: FREE, item: 3, ahead_of_free: false }));
         assert_eq!((order.busy(), order.waiting()), (2, 0));
@@ -251,7 +287,7 @@ mod tests {
     #[test]
     fn a_freed_slot_goes_to_the_highest_rank_then_the_earliest() {
         let mut order = ServingOrder::new(1);
-        assert!(!order.arrive(FREE, "busy"));
+        assert_eq!(Arrival::Slot, order.arrive(FREE, "busy"));
         order.arrive(FREE, "free-1");
         order.arrive(Rank { paid: false, capacity: 32_000 }, "free-big");
         order.arrive(FREE, "free-2");
@@ -277,32 +313,57 @@ mod tests {
     #[test]
     fn a_slot_handed_on_stays_busy_and_newcomers_queue_by_rank() {
         let mut order = ServingOrder::new(2);
-        assert!(!order.arrive(FREE, 0));
-        assert!(!order.arrive(FREE, 1));
-        assert!(order.arrive(FREE, 2));
-        assert!(order.arrive(PAID, 3));
+        assert_eq!(Arrival::Slot, order.arrive(FREE, 0));
+        assert_eq!(Arrival::Slot, order.arrive(FREE, 1));
+        assert_eq!(Arrival::Waits, order.arrive(FREE, 2));
+        assert_eq!(Arrival::Waits, order.arrive(PAID, 3));
         assert_eq!(order.release(), Some(Grant { rank: PAID, item: 3, ahead_of_free: true }));
         assert_eq!(order.busy(), 2);
-        assert!(order.arrive(PAID, 4), "queues behind the waiting request, not beside it");
+        assert_eq!(
+            Arrival::Waits,
+            order.arrive(PAID, 4),
+            "queues behind the waiting request, not beside it"
+        );
         assert_eq!(order.release(), Some(Grant { rank: PAID, item: 4, ahead_of_free: true }));
         assert_eq!(order.release(), Some(Grant { rank: FREE, item: 2, ahead_of_free: false }));
         assert_eq!(order.release(), None);
-        assert!(!order.arrive(PAID, 5), "the freed slot");
-        assert!(order.arrive(PAID, 6));
+        assert_eq!(Arrival::Slot, order.arrive(PAID, 5), "the freed slot");
+        assert_eq!(Arrival::Waits, order.arrive(PAID, 6));
         assert_eq!(order.release().map(|g| g.ahead_of_free), Some(false), "no free one waits");
+    }
+
+    #[test]
+    fn a_full_queue_refuses_free_requests_and_keeps_taking_paid_ones() {
+        let mut order = ServingOrder::new(2);
+        assert_eq!(order.arrive(FREE, 0), Arrival::Slot);
+        assert_eq!(order.arrive(FREE, 1), Arrival::Slot);
+        for i in 0..2 * OVERLOAD_FACTOR {
+            assert_eq!(order.arrive(FREE, i + 2), Arrival::Waits);
+        }
+        let limit = 2 * OVERLOAD_FACTOR;
+        assert_eq!(
+            order.arrive(FREE, 99),
+            Arrival::Overloaded(Overloaded { waiting: limit, slots: 2 })
+        );
+        assert_eq!(order.arrive(PAID, 100), Arrival::Waits, "paid requests always wait");
+        assert_eq!(order.waiting(), limit + 1);
+        // Once the queue drains below the limit, free requests wait again.
+        order.release();
+        order.release();
+        assert_eq!(order.arrive(FREE, 101), Arrival::Waits);
     }
 
     #[tokio::test]
     async fn permits_pass_slots_in_rank_order_and_abandoned_waiters_lose_nothing() {
         let paid_ahead = Counter::default();
         let queue = ServingQueue::new(1, paid_ahead.clone());
-        let first = queue.acquire(FREE).await;
+        let first = queue.acquire(FREE).await.expect("a free slot");
         let (served_tx, mut served_rx) = tokio::sync::mpsc::unbounded_channel();
         let mut tasks = Vec::new();
         for (name, rank) in [("free", FREE), ("gone", PAID), ("paid", PAID)] {
             let (queue, served_tx) = (queue.clone(), served_tx.clone());
             tasks.push(tokio::spawn(async move {
-                let permit = queue.acquire(rank).await;
+                let permit = queue.acquire(rank).await.expect("not overloaded");
                 let _ = served_tx.send(name);
                 drop(permit);
             }));

@@ -648,3 +648,63 @@ async fn a_busy_lesd_serves_a_paying_clients_requests_before_free_ones() {
     assert!(ahead > 0 && ahead <= paid_queued, "paid requests served ahead of free ones: {ahead}");
     daemon.shutdown().await;
 }
+
+#[tokio::test]
+async fn an_overloaded_lesd_freezes_free_clients_lowers_its_capacity_and_still_serves_the_payer() {
+    // One slot and five free clients with 16 requests in flight each: more than
+    // OVERLOAD_FACTOR requests wait, so lesd is overloaded.
+    let anvil = Anvil::spawn();
+    anvil.mine(2).await;
+    let dir = temp_dir("pay-overload");
+    let key = NodeKey::random().expect("rng");
+    let total = 8 * MIN_CAP;
+    let service = ServiceConfig { total_capacity: Some(total), ..ServiceConfig::default() };
+    let daemon = start_with_slots(&anvil, &dir, &key, 10, 1, service).await;
+    let paid_key = NodeKey::random().expect("rng");
+    let paid_id = les::crypto::node_id(&paid_key.public_key());
+    admin_ok(&daemon, "les_addBalance", json!([id_hex(paid_id), "10000000000000"])).await;
+    let mut paid = PayClient::connect(&daemon, paid_key).await.expect("admitted");
+    let mut free = Vec::new();
+    for _ in 0..5 {
+        free.push(
+            PayClient::connect(&daemon, NodeKey::random().expect("rng")).await.expect("admitted"),
+        );
+    }
+    let head = anvil.rpc("eth_getBlockByNumber", json!(["latest", false])).await;
+    let block = B256::from_str(head["hash"].as_str().expect("hash")).expect("hash");
+    for client in &mut free {
+        let sent = send_proofs(client, block, 24).await;
+        assert!(sent.len() >= 17, "enough to keep 16 in flight: {}", sent.len());
+    }
+    let paid_ids = send_proofs(&mut paid, block, 16).await;
+    let (_paid, paid_at) = replies(paid, paid_ids.clone(), Instant::now()).await;
+    assert_eq!(paid_at.len(), paid_ids.len(), "every paid request answered");
+
+    // Some free client was told to stop; lesd counted the overload; the pool's total
+    // capacity dropped below what was configured.
+    let mut stopped = 0;
+    for client in &mut free {
+        client.pump_for(Duration::from_millis(200)).await.ok();
+        if client.events.iter().any(|e| matches!(e, Event::Stopped)) {
+            stopped += 1;
+        }
+    }
+    let overloads = daemon.metrics().overloads();
+    assert!(stopped >= 1 && overloads >= 1, "stopped {stopped}, overloads {overloads}");
+    let info = admin_ok(&daemon, "les_serverInfo", json!([])).await;
+    assert!(number(&info["totalCapacity"]) < total, "total capacity after overload: {info}");
+    // The frozen clients are resumed once the freeze delay has passed.
+    for client in &mut free {
+        if client.events.iter().any(|e| matches!(e, Event::Stopped)) {
+            client
+                .wait(|e| matches!(e, Event::Resumed { .. }), WAIT)
+                .await
+                .expect("resumed, not dropped");
+        }
+    }
+    eprintln!(
+        "overload: {stopped} of 5 free clients stopped, {overloads} overload freezes, total capacity {} of {total}",
+        number(&info["totalCapacity"])
+    );
+    daemon.shutdown().await;
+}

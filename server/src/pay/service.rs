@@ -1089,6 +1089,16 @@ impl ClientHandle {
         core.settle(&mut state, now);
     }
 
+    /// lesd was overloaded and froze this client: the pool lowers the total capacity by the
+    /// client's share (research §1.3) and squeezes the weakest clients to fit.
+    pub fn overloaded(&self) {
+        let core = &self.service.inner.core;
+        let now = core.now();
+        let mut state = core.lock();
+        state.pool.freeze(self.node, now);
+        core.settle(&mut state, now);
+    }
+
     /// Handles one lespay message from the client.
     pub fn lespay(&mut self, code: u64, payload: &[u8]) -> LespayOutcome {
         let message = if payload.len() > MAX_PAYLOAD_SIZE {
