@@ -4,13 +4,21 @@
 // cheques for a cumulative amount; the payee redeems the highest cheque before expiry, the
 // payer reclaims what is left after it. One contract holds every channel. No imports, so the
 // pinned solc alone compiles it.
+//
+// Cheques are signed by the channel's `signer`, which the payer names at `open` and which
+// need not be the payer: a wallet account funds the channel with one approved transaction,
+// and a session key the client holds signs the many cheques no user could approve one by
+// one. The signer can only ever give away the deposit to the payee; refunds always go to the
+// payer, and only the payer may extend or reclaim.
 pragma solidity 0.8.37;
 
 /// @title PaymentChannel
 /// @notice Many unidirectional ETH channels, each paid by signed cumulative cheques.
 contract PaymentChannel {
-    /// @dev Field order fixes the storage layout (payer, payee, deposit|paidOut, expiry|closed),
-    /// which off-chain code may prove with eth_getProof: keep it.
+    /// @dev Field order fixes the storage layout, which off-chain code may prove with
+    /// eth_getProof: keep it. Four slots: payer, payee, deposit|paidOut (low|high 16 bytes),
+    /// expiry|closed|signer (bytes 0-7, 8, 9-28 from the low end). The signer is packed into
+    /// the last slot rather than given a fifth, so `open` writes no more slots than before.
     struct Channel {
         address payer;
         address payee;
@@ -18,6 +26,7 @@ contract PaymentChannel {
         uint128 paidOut;
         uint64 expiry;
         bool closed;
+        address signer;
     }
 
     bytes32 public constant CHEQUE_TYPEHASH =
@@ -46,7 +55,11 @@ contract PaymentChannel {
 
     bool private transient entered;
 
-    event Opened(bytes32 indexed id, address indexed payer, address indexed payee, uint256 deposit, uint64 expiry);
+    /// @dev `signer` is not indexed: three topics are taken, and who looks for a channel looks
+    /// by payer or payee.
+    event Opened(
+        bytes32 indexed id, address indexed payer, address indexed payee, uint256 deposit, uint64 expiry, address signer
+    );
     /// @dev `deposit` is the channel's total deposit after the top-up.
     event ToppedUp(bytes32 indexed id, uint256 deposit);
     event Extended(bytes32 indexed id, uint64 expiry);
@@ -58,6 +71,7 @@ contract PaymentChannel {
     error ZeroMinLifetime();
     error ZeroDeposit();
     error InvalidPayee(address payee);
+    error InvalidSigner(address signer);
     error ExpiryTooSoon(uint64 expiry, uint256 earliest);
     error DepositOverflow(uint256 deposit);
     error UnknownChannel(bytes32 id);
@@ -71,7 +85,7 @@ contract PaymentChannel {
     error InvalidSignatureLength(uint256 length);
     error InvalidSignatureV(uint8 v);
     error InvalidSignatureS(bytes32 s);
-    error WrongSigner(address recovered, address payer);
+    error WrongSigner(address recovered, address signer);
     error TransferFailed(address to, uint256 amount);
     error Reentrancy();
 
@@ -89,10 +103,13 @@ contract PaymentChannel {
         CACHED_DOMAIN_SEPARATOR = _domainSeparator();
     }
 
-    /// @notice Opens a channel from msg.sender to `payee` holding msg.value until `expiry`.
-    function open(address payee, uint64 expiry) external payable returns (bytes32 id) {
+    /// @notice Opens a channel from msg.sender to `payee` holding msg.value until `expiry`,
+    /// paid by cheques that `signer` signs (msg.sender itself, or a key it delegates to).
+    function open(address payee, address signer, uint64 expiry) external payable returns (bytes32 id) {
         if (msg.value == 0) revert ZeroDeposit();
         if (payee == msg.sender || payee == address(0)) revert InvalidPayee(payee);
+        // ecrecover yields address(0) for an invalid signature: a zero signer would accept it.
+        if (signer == address(0)) revert InvalidSigner(signer);
         uint256 earliest = block.timestamp + MIN_LIFETIME;
         if (expiry < earliest) revert ExpiryTooSoon(expiry, earliest);
         if (msg.value > type(uint128).max) revert DepositOverflow(msg.value);
@@ -103,9 +120,10 @@ contract PaymentChannel {
             deposit: uint128(msg.value),
             paidOut: 0,
             expiry: expiry,
-            closed: false
+            closed: false,
+            signer: signer
         });
-        emit Opened(id, msg.sender, payee, msg.value, expiry);
+        emit Opened(id, msg.sender, payee, msg.value, expiry, signer);
     }
 
     /// @notice Adds msg.value to an open, unexpired channel's deposit. Anyone may fund it; what
@@ -177,7 +195,7 @@ contract PaymentChannel {
         if (refund > 0) _send(c.payer, refund);
     }
 
-    /// @notice The EIP-712 digest the payer signs for a cheque.
+    /// @notice The EIP-712 digest the channel's signer signs for a cheque.
     function chequeDigest(bytes32 id, address payee, uint256 cumulative) public view returns (bytes32) {
         bytes32 structHash = keccak256(abi.encode(CHEQUE_TYPEHASH, id, payee, cumulative));
         return keccak256(abi.encodePacked(hex"1901", DOMAIN_SEPARATOR(), structHash));
@@ -209,7 +227,8 @@ contract PaymentChannel {
         return cumulative < deposit ? cumulative : deposit;
     }
 
-    /// @dev Reverts unless `sig` is the payer's low-s, v ∈ {27,28} signature of the cheque.
+    /// @dev Reverts unless `sig` is the channel signer's low-s, v ∈ {27,28} signature of the
+    /// cheque.
     function _verify(bytes32 id, Channel storage c, uint256 cumulative, bytes calldata sig) private view {
         if (sig.length != 65) revert InvalidSignatureLength(sig.length);
         bytes32 r = bytes32(sig[0:32]);
@@ -217,10 +236,11 @@ contract PaymentChannel {
         uint8 v = uint8(sig[64]);
         if (v != 27 && v != 28) revert InvalidSignatureV(v);
         if (uint256(s) > HALF_ORDER) revert InvalidSignatureS(s);
-        address payer = c.payer;
+        address signer = c.signer;
         address recovered = ecrecover(chequeDigest(id, c.payee, cumulative), v, r, s);
-        // ecrecover gives address(0) for an invalid signature; payer is never 0, but say so.
-        if (recovered == address(0) || recovered != payer) revert WrongSigner(recovered, payer);
+        // ecrecover gives address(0) for an invalid signature; `open` never stores a zero
+        // signer, but say so.
+        if (recovered == address(0) || recovered != signer) revert WrongSigner(recovered, signer);
     }
 
     function _send(address to, uint256 amount) private {

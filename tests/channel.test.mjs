@@ -37,7 +37,7 @@ import {
   recoverTypedDataAddress,
   toHex,
 } from 'viem';
-import { mnemonicToAccount, privateKeyToAccount } from 'viem/accounts';
+import { generatePrivateKey, mnemonicToAccount, privateKeyToAccount } from 'viem/accounts';
 import { foundry } from 'viem/chains';
 import { skipUnless } from './support/browser.mjs';
 
@@ -58,6 +58,7 @@ const HOUR = 3600n;
 const N = 0xfffffffffffffffffffffffffffffffebaaedce6af48a03bbfd25e8cd0364141n;
 /** Gas limit for every transaction, so a doomed one is mined (and reverts) instead of failing estimation. */
 const GAS = 400_000n;
+const ZERO = '0x0000000000000000000000000000000000000000';
 
 const CHEQUE_TYPES = {
   Cheque: [
@@ -270,8 +271,8 @@ async function reverts(c, wallet, functionName, args, errorName, errorArgs, opts
 }
 
 async function readChannel(c, id, address = c.channel) {
-  const [payer, payee, deposit, paidOut, expiry, closed] = await c.pub.readContract({ address, abi: ABI, functionName: 'channels', args: [id] });
-  return { payer, payee, deposit, paidOut, expiry, closed };
+  const [payer, payee, deposit, paidOut, expiry, closed, signer] = await c.pub.readContract({ address, abi: ABI, functionName: 'channels', args: [id] });
+  return { payer, payee, deposit, paidOut, expiry, closed, signer };
 }
 
 /** Balance change of `who` over the block that mined `receipt`. */
@@ -294,9 +295,12 @@ async function nextBlockAt(c, timestamp) {
   await c.pub.request({ method: 'evm_setNextBlockTimestamp', params: [toHex(timestamp)] });
 }
 
-/** Opens a channel and returns its id (from the Opened event) and the receipt. */
-async function openChannel(c, payer, payee, deposit, expiry, address = c.channel) {
-  const receipt = await ok(c, payer, 'open', [payee.account.address, expiry], { value: deposit, address });
+/**
+ * Opens a channel whose cheques `signer` signs (by default the payer itself) and returns its id
+ * (from the Opened event) and the receipt.
+ */
+async function openChannel(c, payer, payee, deposit, expiry, address = c.channel, signer = payer.account.address) {
+  const receipt = await ok(c, payer, 'open', [payee.account.address, signer, expiry], { value: deposit, address });
   const [opened] = parseEventLogs({ abi: ABI, logs: receipt.logs, eventName: 'Opened' });
   return { id: opened.args.id, receipt, opened };
 }
@@ -331,18 +335,18 @@ test('committed PaymentChannel artifact equals a fresh compile with the pinned s
   const pinned = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')).devDependencies.solc;
   assert.ok(ARTIFACT.solcVersion.startsWith(`${pinned}+`), `artifact built by solc ${pinned}`);
   // The interface of wire.md, by signature: a rename or a changed type shows up here.
-  for (const fn of ['open(address,uint64)', 'topUp(bytes32)', 'extend(bytes32,uint64)', 'redeem(bytes32,uint256,bytes)',
+  for (const fn of ['open(address,address,uint64)', 'topUp(bytes32)', 'extend(bytes32,uint64)', 'redeem(bytes32,uint256,bytes)',
     'close(bytes32,uint256,bytes)', 'reclaim(bytes32)', 'channels(bytes32)', 'nonces(address)',
     'chequeDigest(bytes32,address,uint256)', 'DOMAIN_SEPARATOR()', 'MIN_LIFETIME()', 'CHEQUE_TYPEHASH()']) {
     assert.ok(ARTIFACT.methodIdentifiers[fn], `function ${fn}`);
   }
   const channels = ABI.find((e) => e.type === 'function' && e.name === 'channels');
   assert.deepEqual(channels.outputs.map((o) => `${o.type} ${o.name}`),
-    ['address payer', 'address payee', 'uint128 deposit', 'uint128 paidOut', 'uint64 expiry', 'bool closed']);
+    ['address payer', 'address payee', 'uint128 deposit', 'uint128 paidOut', 'uint64 expiry', 'bool closed', 'address signer']);
   const events = Object.fromEntries(ABI.filter((e) => e.type === 'event')
     .map((e) => [e.name, e.inputs.map((i) => `${i.type}${i.indexed ? ' indexed' : ''}`).join(',')]));
   assert.deepEqual(events, {
-    Opened: 'bytes32 indexed,address indexed,address indexed,uint256,uint64',
+    Opened: 'bytes32 indexed,address indexed,address indexed,uint256,uint64,address',
     ToppedUp: 'bytes32 indexed,uint256',
     Extended: 'bytes32 indexed,uint64',
     Redeemed: 'bytes32 indexed,uint256',
@@ -432,9 +436,10 @@ test('open: id formula, Opened event, channel record, nonce increments', async (
     if (nonce === 0n) gasUsed.open = Number(receipt.gasUsed);
     else gasUsed.openAgain = Number(receipt.gasUsed);
     assert.equal(id, channelIdOf(CHAIN_ID, c.channel, payer.account.address, payee.account.address, nonce));
-    assert.deepEqual(opened.args, { id, payer: payer.account.address, payee: payee.account.address, deposit, expiry });
+    const signer = payer.account.address;
+    assert.deepEqual(opened.args, { id, payer: payer.account.address, payee: payee.account.address, deposit, expiry, signer });
     assert.deepEqual(await readChannel(c, id), {
-      payer: payer.account.address, payee: payee.account.address, deposit, paidOut: 0n, expiry, closed: false,
+      payer: payer.account.address, payee: payee.account.address, deposit, paidOut: 0n, expiry, closed: false, signer,
     });
     assert.equal(await nonceOf(), nonce + 1n);
     assert.equal(await c.pub.getBalance({ address: c.channel }), before + deposit, 'the deposit is held by the contract');
@@ -443,25 +448,27 @@ test('open: id formula, Opened event, channel record, nonce increments', async (
   assert.notEqual(ids[0], ids[1], 'same payer and payee, new id');
   // The id also binds chain and contract: the same payer/payee/nonce on the vector contract differ.
   assert.notEqual(ids[0], channelIdOf(CHAIN_ID, c.vectorChannel, payer.account.address, payee.account.address, 0));
-  assert.equal((await readChannel(c, keccak256(toHex('never opened')))).payer, '0x0000000000000000000000000000000000000000');
+  assert.equal((await readChannel(c, keccak256(toHex('never opened')))).payer, ZERO);
 });
 
-test('open rejects a zero deposit, a payee that is the sender or zero, and an expiry sooner than MIN_LIFETIME', async (t) => {
+test('open rejects a zero deposit, a payee that is the sender or zero, a zero signer, and an expiry sooner than MIN_LIFETIME', async (t) => {
   const c = await chainOrSkip(t);
   if (!c) return;
   const payer = c.wallets[3];
+  const me = payer.account.address;
   const payee = c.accounts[4].address;
   const far = (await latestTimestamp(c)) + 10n * HOUR;
   assert.equal(await c.pub.readContract({ address: c.channel, abi: ABI, functionName: 'MIN_LIFETIME' }), MIN_LIFETIME);
-  await reverts(c, payer, 'open', [payee, far], 'ZeroDeposit', [], { value: 0n });
-  await reverts(c, payer, 'open', [payer.account.address, far], 'InvalidPayee', [payer.account.address], { value: 1n });
-  const zero = '0x0000000000000000000000000000000000000000';
-  await reverts(c, payer, 'open', [zero, far], 'InvalidPayee', [zero], { value: 1n });
+  await reverts(c, payer, 'open', [payee, me, far], 'ZeroDeposit', [], { value: 0n });
+  await reverts(c, payer, 'open', [me, me, far], 'InvalidPayee', [me], { value: 1n });
+  await reverts(c, payer, 'open', [ZERO, me, far], 'InvalidPayee', [ZERO], { value: 1n });
+  // A zero signer would take ecrecover's failure value for a valid signature.
+  await reverts(c, payer, 'open', [payee, ZERO, far], 'InvalidSigner', [ZERO], { value: 1n });
 
   // The boundary, with the block's timestamp pinned: now + MIN_LIFETIME - 1 fails, + MIN_LIFETIME opens.
   const now = (await latestTimestamp(c)) + 10n;
   await nextBlockAt(c, now);
-  await reverts(c, payer, 'open', [payee, now + MIN_LIFETIME - 1n], 'ExpiryTooSoon', [now + MIN_LIFETIME - 1n, now + MIN_LIFETIME], { value: 1n });
+  await reverts(c, payer, 'open', [payee, me, now + MIN_LIFETIME - 1n], 'ExpiryTooSoon', [now + MIN_LIFETIME - 1n, now + MIN_LIFETIME], { value: 1n });
   const nonceBefore = await c.pub.readContract({ address: c.channel, abi: ABI, functionName: 'nonces', args: [payer.account.address] });
   assert.equal(nonceBefore, 0n, 'failed opens consume no nonce');
   await nextBlockAt(c, now + 1n);
@@ -585,8 +592,7 @@ test('redeem rejects wrong signer, chain, contract, channel and payee, high s, b
   await redeemWith(`${good}00`, 'InvalidSignatureLength', [66n]);
   await redeemWith('0x', 'InvalidSignatureLength', [0n]);
   // r = 0 is no point on the curve: ecrecover yields address(0), which is refused as such.
-  await redeemWith(`0x${'00'.repeat(32)}${toHex(1n, { size: 32 }).slice(2)}1b`, 'WrongSigner',
-    ['0x0000000000000000000000000000000000000000', payer]);
+  await redeemWith(`0x${'00'.repeat(32)}${toHex(1n, { size: 32 }).slice(2)}1b`, 'WrongSigner', [ZERO, payer]);
 
   // None of that changed anything: the genuine cheque still pays in full.
   assert.equal((await readChannel(c, ch.id)).paidOut, 0n);
@@ -614,7 +620,7 @@ test('close: payee only; pays the cheque, refunds the rest to the payer, and the
   assert.equal(await delta(c, ch.payer, receipt), parseEther('0.6'), 'the payer gets deposit - paidOut');
   assert.equal(await delta(c, c.channel, receipt), -parseEther('0.9'));
   assert.deepEqual(await readChannel(c, ch.id), {
-    payer: ch.payer, payee: ch.payee, deposit, paidOut: parseEther('0.4'), expiry: ch.expiry, closed: true,
+    payer: ch.payer, payee: ch.payee, deposit, paidOut: parseEther('0.4'), expiry: ch.expiry, closed: true, signer: ch.payer,
   });
 
   // Closed for good: no call can move money again, and the id is never reissued.
@@ -665,6 +671,69 @@ test('reclaim: reverts before expiry; after it the payer alone gets deposit - pa
   await reverts(c, c.wallets[2], 'reclaim', [ch.id], 'ChannelClosed', [ch.id]);
 });
 
+test('delegated signer: its cheques pay, the payer\'s do not; refunds, extend and reclaim stay the payer\'s', async (t) => {
+  const c = await chainOrSkip(t);
+  if (!c) return;
+  // A session key as the client generates it: it signs cheques and is given gas money here
+  // only to show that holding the signer key gives no control over the deposit.
+  const session = privateKeyToAccount(generatePrivateKey());
+  const sessionWallet = createWalletClient({ chain: foundry, transport: http(c.url), account: session });
+  const funding = await c.wallets[7].sendTransaction({ to: session.address, value: parseEther('1') });
+  await c.pub.waitForTransactionReceipt({ hash: funding });
+  const payerWallet = c.wallets[3];
+  const payer = c.accounts[3].address;
+  const payee = c.accounts[5].address;
+  const deposit = parseEther('1');
+  const open = async () => {
+    const expiry = (await latestTimestamp(c)) + 2n * HOUR;
+    const { id, receipt, opened } = await openChannel(c, payerWallet, c.wallets[5], deposit, expiry, c.channel, session.address);
+    assert.deepEqual(opened.args, { id, payer, payee, deposit, expiry, signer: session.address });
+    assert.deepEqual(await readChannel(c, id), { payer, payee, deposit, paidOut: 0n, expiry, closed: false, signer: session.address });
+    return { id, expiry, receipt };
+  };
+  const ch = await open();
+  gasUsed.openDelegated = Number(ch.receipt.gasUsed);
+  const bySession = (cumulative, id = ch.id) => signCheque(session, id, payee, cumulative, { verifyingContract: c.channel });
+  const byPayer = (cumulative) => signCheque(c.accounts[3], ch.id, payee, cumulative, { verifyingContract: c.channel });
+
+  // The payer's own signature is just another wrong signer now.
+  const amount = parseEther('0.1');
+  await reverts(c, c.wallets[6], 'redeem', [ch.id, amount, await byPayer(amount)], 'WrongSigner', [payer, session.address]);
+  await reverts(c, c.wallets[5], 'close', [ch.id, amount, await byPayer(amount)], 'WrongSigner', [payer, session.address]);
+  const redeemed = await ok(c, c.wallets[6], 'redeem', [ch.id, amount, await bySession(amount)]);
+  gasUsed.redeemDelegated = Number(redeemed.gasUsed);
+  assert.equal(await delta(c, payee, redeemed), amount);
+  assert.equal(await delta(c, payer, redeemed), 0n);
+
+  // The signer is not the payer: it can neither extend nor reclaim.
+  await reverts(c, sessionWallet, 'extend', [ch.id, ch.expiry + HOUR], 'NotPayer', [session.address]);
+  await reverts(c, sessionWallet, 'reclaim', [ch.id], 'NotPayer', [session.address]);
+  const extended = await ok(c, payerWallet, 'extend', [ch.id, ch.expiry + HOUR]);
+  assert.equal((await readChannel(c, ch.id)).expiry, ch.expiry + HOUR);
+  assert.equal(extended.status, 'success');
+
+  // close: the payee gets the rest of the signer's cheque, the refund goes to the payer.
+  const closing = parseEther('0.4');
+  const closed = await ok(c, c.wallets[5], 'close', [ch.id, closing, await bySession(closing)]);
+  gasUsed.closeDelegated = Number(closed.gasUsed);
+  assert.equal(await delta(c, payee, closed), closing - amount - gasCost(closed));
+  assert.equal(await delta(c, payer, closed), deposit - closing, 'the refund goes to the payer');
+  assert.equal(await delta(c, session.address, closed), 0n, 'nothing goes to the signer');
+
+  // reclaim after expiry: only the payer may, and it gets deposit - paidOut.
+  const second = await open();
+  await ok(c, c.wallets[6], 'redeem', [second.id, amount, await bySession(amount, second.id)]);
+  const now = await latestTimestamp(c);
+  await c.pub.request({ method: 'evm_increaseTime', params: [Number(second.expiry - now + 60n)] });
+  await c.pub.request({ method: 'evm_mine', params: [] });
+  await reverts(c, sessionWallet, 'reclaim', [second.id], 'NotPayer', [session.address]);
+  const reclaimed = await ok(c, payerWallet, 'reclaim', [second.id]);
+  gasUsed.reclaimDelegated = Number(reclaimed.gasUsed);
+  assert.equal(await delta(c, payer, reclaimed), deposit - amount - gasCost(reclaimed));
+  assert.equal(await delta(c, session.address, reclaimed), 0n);
+  assert.equal(await delta(c, payee, reclaimed), 0n);
+});
+
 test('a reentrant payee cannot call back into the contract while being paid', async (t) => {
   const c = await chainOrSkip(t);
   if (!c) return;
@@ -698,7 +767,7 @@ contract ReentrantPayee {
   const payee = (await c.pub.waitForTransactionReceipt({ hash })).contractAddress;
 
   const expiry = (await latestTimestamp(c)) + 2n * HOUR;
-  const receipt = await ok(c, c.wallets[6], 'open', [payee, expiry], { value: parseEther('1') });
+  const receipt = await ok(c, c.wallets[6], 'open', [payee, c.accounts[6].address, expiry], { value: parseEther('1') });
   const [{ args: { id } }] = parseEventLogs({ abi: ABI, logs: receipt.logs, eventName: 'Opened' });
   const cheque = (cum) => signCheque(c.accounts[6], id, payee, cum, { verifyingContract: c.channel });
   const armHash = await wallet.writeContract({

@@ -42,12 +42,23 @@ export interface PaymentPolicy {
   topUpSecs?: number;
 }
 
+/**
+ * How channels are funded: `key` or `wallet`, not both. Either way each channel's cheques are
+ * signed by a session key the client generates for it and keeps in its store (the channel's
+ * on-chain `signer`); refunds always go to the funding account.
+ */
 export interface PaymentConfig {
   /**
-   * A HOT key (0x + 64 hex secret) that opens channels (`ulc_openChannel`) and signs cheques
-   * without asking anyone: fund it with only the deposits you mean to put at risk.
+   * A HOT key (0x + 64 hex secret) that funds channels (`ulc_openChannel`) without asking
+   * anyone: fund it with only the deposits you mean to put at risk.
    */
   key?: string;
+  /**
+   * An EIP-1193 wallet (e.g. `window.ethereum`) whose account funds each channel: the client
+   * asks it for the account (`eth_requestAccounts`) and for one `eth_sendTransaction` per
+   * `ulc_openChannel`, then verifies the receipt itself. It is never asked to sign cheques.
+   */
+  wallet?: EIP1193Provider;
   /** The policy to follow from the start; `ulc_setPaymentPolicy` changes it later. */
   policy?: PaymentPolicy;
 }

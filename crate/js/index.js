@@ -31,7 +31,11 @@ export class ProviderRpcError extends Error {
 
 const STORAGE_KINDS = ['indexeddb', 'memory'];
 
-/** Normalizes the dapp's configuration into the JSON the Rust side parses strictly. */
+/**
+ * Normalizes the dapp's configuration into the JSON the Rust side parses strictly, and takes
+ * out the one thing JSON cannot carry: the EIP-1193 wallet of `payment.wallet`, which becomes
+ * `"wallet": true` in the JSON and is passed beside it.
+ */
 function configJson(config) {
   if (config === null || typeof config !== 'object') {
     throw new TypeError('createProvider: config must be an object {chainId, servers, ...}');
@@ -66,14 +70,24 @@ function configJson(config) {
     }
     out.storage = config.storage;
   }
-  // Checked on the Rust side (hex key, policy fields); passed through as given.
+  // Checked on the Rust side (hex key, policy fields, key and wallet exclusive); passed
+  // through as given, but for the wallet object.
+  let wallet;
   if (config.payment !== undefined && config.payment !== null) {
     if (typeof config.payment !== 'object') {
-      throw new TypeError('createProvider: payment must be an object {key?, policy?}');
+      throw new TypeError('createProvider: payment must be an object {key?, wallet?, policy?}');
     }
-    out.payment = config.payment;
+    const { wallet: given, ...payment } = config.payment;
+    if (given !== undefined && given !== null) {
+      if (typeof given !== 'object' || typeof given.request !== 'function') {
+        throw new TypeError('createProvider: payment.wallet must be an EIP-1193 provider (an object with request())');
+      }
+      wallet = given;
+      payment.wallet = true;
+    }
+    out.payment = payment;
   }
-  return JSON.stringify(out);
+  return { json: JSON.stringify(out), wallet };
 }
 
 /** Reports a listener's exception without stopping delivery to the other listeners. */
@@ -85,14 +99,15 @@ function report(error) {
 
 /**
  * Starts a light client for `config` = {chainId, genesisHash?, servers: [{enode, bridge}],
- * fraction?, storage?: "indexeddb" | "memory"} and returns its frozen EIP-1193 provider.
+ * fraction?, storage?: "indexeddb" | "memory", payment?: {key? | wallet?, policy?}} and
+ * returns its frozen EIP-1193 provider.
  * Rejects if the configuration is wrong or the store cannot be opened; connecting to the
  * servers goes on in the background (`connect` fires once a head is accepted).
  */
 export async function createProvider(config) {
-  const json = configJson(config);
+  const { json, wallet } = configJson(config);
   await loadWasm();
-  const client = await WasmClient.start(json);
+  const client = await WasmClient.start(json, wallet);
 
   /** event name -> listeners in registration order; `once` wrappers carry `.listener`. */
   const listeners = new Map();

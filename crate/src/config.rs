@@ -64,16 +64,23 @@ pub struct ClientConfig {
     pub payment: Option<PaymentSpec>,
 }
 
-/// The `payment` object: `{key?, policy?}`. `key` is a hot key (32-byte hex secret) holding
-/// only the deposits it is to put into channels: the client opens channels and signs cheques
-/// with it without asking anyone. `policy` has the shape `ulc_setPaymentPolicy` takes and is
-/// followed from the start.
+/// The `payment` object: `{key?, wallet?, policy?}`, where `key` and `wallet` say how
+/// channels are funded (at most one of them). `key` is a hot key (32-byte hex secret) holding
+/// only the deposits it is to put into channels: the client opens channels with it without
+/// asking anyone. `wallet: true` says the embedder hands over an EIP-1193 wallet (in JS,
+/// `createProvider({payment: {wallet: provider}})`): the wallet's account funds each channel
+/// with one `eth_sendTransaction` its user approves. Either way the cheques are signed by a
+/// session key per channel, generated and stored by the client. `policy` has the shape
+/// `ulc_setPaymentPolicy` takes and is followed from the start.
 #[derive(Clone, PartialEq, Eq, Default, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PaymentSpec {
     /// The funded key's secret.
     #[serde(default)]
     pub key: Option<B256>,
+    /// Channels are funded by a wallet the embedder passes beside the JSON.
+    #[serde(default)]
+    pub wallet: bool,
     /// The policy to follow from the start.
     #[serde(default)]
     pub policy: Option<crate::pay::policy::PaymentPolicy>,
@@ -84,6 +91,7 @@ impl std::fmt::Debug for PaymentSpec {
         // Never print the secret.
         f.debug_struct("PaymentSpec")
             .field("key", &self.key.map(|_| "<secret>"))
+            .field("wallet", &self.wallet)
             .field("policy", &self.policy)
             .finish()
     }
@@ -123,6 +131,12 @@ pub enum ConfigError {
     /// `payment.key` is not a valid secp256k1 secret (zero or not below the curve order).
     #[error("payment.key: {0}")]
     PaymentKey(#[source] les::crypto::CryptoError),
+    /// `payment` names both a key and a wallet to fund channels with.
+    #[error("payment: key and wallet are mutually exclusive (one account funds the channels)")]
+    PaymentKeyAndWallet,
+    /// `payment.wallet` is set but the embedder passed no wallet.
+    #[error("payment.wallet: no EIP-1193 wallet was passed")]
+    MissingWallet,
     /// `payment.policy` cannot be followed.
     #[error("payment.policy: {0}")]
     PaymentPolicy(#[from] crate::pay::policy::PolicyError),
@@ -166,13 +180,28 @@ impl Default for Timing {
 /// `ulc_setPaymentPolicy`).
 #[derive(Debug, Clone, Default)]
 pub struct PaymentConfig {
-    /// A funded key that opens channels and signs their cheques (`pay::open::FundedKey`).
+    /// A funded key that opens channels (`pay::open::FundedKey`).
     pub key: Option<les::crypto::NodeKey>,
+    /// Whether the configuration asked for a wallet; the embedder sets [`Self::opener`].
+    pub wallet: bool,
+    /// Any other channel opener, e.g. the wallet the embedder passed (`web::wallet`).
+    /// Exclusive with [`Self::key`]: the client refuses to start with both.
+    pub opener: Option<Opener>,
     /// The policy to follow from the start (validated by [`ClientConfig::resolve`]'s caller:
     /// the client refuses an invalid one at start).
     pub policy: Option<crate::pay::policy::PaymentPolicy>,
     /// How often the policy runs (default 1 s).
     pub tick: Option<Duration>,
+}
+
+/// A channel opener handed to the client (shared: the client keeps it for its lifetime).
+#[derive(Clone)]
+pub struct Opener(pub std::rc::Rc<dyn crate::pay::open::ChannelOpener>);
+
+impl std::fmt::Debug for Opener {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Opener(..)")
+    }
 }
 
 /// A checked configuration, ready for the client core.
@@ -228,6 +257,9 @@ impl ClientConfig {
         let payment = match &self.payment {
             None => PaymentConfig::default(),
             Some(spec) => {
+                if spec.key.is_some() && spec.wallet {
+                    return Err(ConfigError::PaymentKeyAndWallet);
+                }
                 let key = spec
                     .key
                     .map(|secret| les::crypto::NodeKey::from_bytes(&secret.0))
@@ -236,7 +268,13 @@ impl ClientConfig {
                 if let Some(policy) = &spec.policy {
                     policy.validate()?;
                 }
-                PaymentConfig { key, policy: spec.policy.clone(), tick: None }
+                PaymentConfig {
+                    key,
+                    wallet: spec.wallet,
+                    opener: None,
+                    policy: spec.policy.clone(),
+                    tick: None,
+                }
             }
         };
         Ok(ResolvedConfig {
@@ -277,6 +315,14 @@ mod tests {
     }
 
     #[test]
+    fn a_wallet_request_reaches_the_resolved_config_without_a_key() {
+        let json = with_payment(r#"{"wallet": true}"#);
+        let resolved = ClientConfig::from_json(&json).expect("parses").resolve().expect("resolves");
+        assert!(resolved.payment.wallet && resolved.payment.key.is_none());
+        assert!(resolved.payment.opener.is_none(), "the embedder supplies the wallet itself");
+    }
+
+    #[test]
     fn no_payment_means_free_only() {
         let json = format!(r#"{{"chainId": 1, "servers": [{{"enode": "{ENODE}"}}]}}"#);
         let resolved = ClientConfig::from_json(&json).expect("parses").resolve().expect("resolves");
@@ -291,6 +337,10 @@ mod tests {
 
         let short = with_payment(r#"{"key": "0x1234"}"#);
         assert!(matches!(ClientConfig::from_json(&short), Err(ConfigError::Json(_))));
+
+        let both = with_payment(&format!(r#"{{"key": "{KEY}", "wallet": true}}"#));
+        let err = ClientConfig::from_json(&both).expect("parses").resolve();
+        assert!(matches!(err, Err(ConfigError::PaymentKeyAndWallet)), "{err:?}");
 
         let unknown = with_payment(r#"{"secret": "0x00"}"#);
         assert!(matches!(ClientConfig::from_json(&unknown), Err(ConfigError::Json(_))));
@@ -310,7 +360,8 @@ mod tests {
 
     #[test]
     fn debug_output_hides_the_key() {
-        let spec = PaymentSpec { key: Some(KEY.parse().expect("hex")), policy: None };
+        let spec =
+            PaymentSpec { key: Some(KEY.parse().expect("hex")), wallet: false, policy: None };
         let shown = format!("{spec:?}");
         assert!(!shown.contains("4c0883a6"), "{shown}");
     }

@@ -1,7 +1,8 @@
 //! The client's side of the service model against a real lesd with payments on a real
 //! anvil: the PaymentChannel contract deployed, lesd accepting cheques for it, and the client
 //! over TCP. Checks that the client negotiates lespay and shows the server's price list in
-//! `ulc_serviceStatus`, opens a channel with its funded key (the `open` transaction sent
+//! `ulc_serviceStatus`, opens a channel with its funded key and a session key as the
+//! channel's cheque signer (the `open` transaction sent
 //! through the verified send path, the channel ID from the verified receipt, equal to what
 //! the contract holds), and that under a payment policy it pays a cheque the server
 //! acknowledges, is credited exactly `floor(cumulative * rate)` tokens, and gets the target
@@ -254,9 +255,7 @@ fn a_restarted_client_resends_its_unacknowledged_cheque() {
 
         // A crash after the cheque was stored and before it was sent: the store holds a
         // signed cheque lesd has never seen.
-        let signer = Rc::new(ulc::pay::channel::KeySigner::new(payer_key()));
-        let (payer, skipped) =
-            ulc::pay::channel::ChannelPayer::load(&store, signer).await.expect("load");
+        let (payer, skipped) = ulc::pay::channel::ChannelPayer::load(&store).await.expect("load");
         assert!(skipped.is_empty());
         let server = devnet.lesd.enode().node_id();
         let prices = service.price_list();
@@ -322,6 +321,10 @@ fn opens_a_channel_and_pays_for_the_target_capacity() {
             Address::from_str(opened["payee"].as_str().expect("payee")).expect("addr").as_slice()
         );
         assert_eq!(U256::from_be_slice(&record[64..96]), deposit);
+        // Its cheques are signed by the client's session key for it, not by the funded key.
+        let signer = Address::from_str(opened["signer"].as_str().expect("signer")).expect("addr");
+        assert_eq!(&record[204..224], signer.as_slice());
+        assert_ne!(signer, Address::from_str(DEV_ADDRESS_1).expect("addr"));
 
         // Pay as we go for 100,000 capacity units.
         let target = 100_000u64;

@@ -25,11 +25,11 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 sol! {
-    function open(address payee, uint64 expiry) external payable returns (bytes32 id);
+    function open(address payee, address signer, uint64 expiry) external payable returns (bytes32 id);
     function topUp(bytes32 id) external payable;
     function reclaim(bytes32 id) external;
     function redeem(bytes32 id, uint256 cumulative, bytes sig) external;
-    event Opened(bytes32 indexed id, address indexed payer, address indexed payee, uint256 deposit, uint64 expiry);
+    event Opened(bytes32 indexed id, address indexed payer, address indexed payee, uint256 deposit, uint64 expiry, address signer);
     event Closed(bytes32 indexed id, uint256 paidOut, uint256 refund);
 }
 
@@ -157,14 +157,27 @@ impl Devnet {
         self.anvil.try_rpc("eth_call", json!([call, "latest"])).await
     }
 
-    /// Opens a channel from the payer to `payee`; its id.
+    /// Opens a channel from the payer to `payee` whose cheques the payer signs itself; its id.
     async fn open_to(&self, payee: Address, deposit: U256, lifetime: u64) -> B256 {
+        self.open_signed_by(payee, self.payer_address, deposit, lifetime).await
+    }
+
+    /// Opens a channel from the payer to `payee` whose cheques `signer` signs; its id.
+    async fn open_signed_by(
+        &self,
+        payee: Address,
+        signer: Address,
+        deposit: U256,
+        lifetime: u64,
+    ) -> B256 {
         let expiry = self.head_time().await + lifetime;
-        let data = openCall { payee, expiry }.abi_encode();
+        let data = openCall { payee, signer, expiry }.abi_encode();
         let receipt = self.send(self.payer_address, self.contract, deposit, data).await;
         assert_eq!(receipt["status"], "0x1", "open failed: {receipt}");
         let log = &receipt["logs"][0];
         assert_eq!(B256::from_slice(&hex_bytes(&log["topics"][0])), Opened::SIGNATURE_HASH);
+        let opened = Opened::abi_decode_data(&hex_bytes(&log["data"])).unwrap();
+        assert_eq!(opened.2, signer, "Opened names the signer");
         B256::from_slice(&hex_bytes(&log["topics"][1]))
     }
 
@@ -406,6 +419,42 @@ async fn check_18_wrong_signer_chain_contract_channel_payee_or_high_s_rejected()
 }
 
 #[tokio::test]
+async fn check_18_a_delegated_signer_pays_and_the_payers_own_cheque_is_refused() {
+    let net = Devnet::start("c18d").await;
+    let ledger = net.ledger();
+    let receiver = net.receiver(&ledger, rate(1, 1));
+    let payee = net.payee.address();
+    // A session key as a wallet-funded client holds it: it never needs gas money.
+    let session = NodeKey::random().unwrap();
+    let signer = key_address(&session);
+    let id = net.open_signed_by(payee, signer, wei(ETHER), LIFETIME).await;
+    let chain = net.on_chain(id).await;
+    assert_eq!((chain.payer, chain.signer), (net.payer_address, signer));
+    assert_ne!(chain.payer, chain.signer);
+
+    // The payer funded the channel, but its signature is not the one the contract checks.
+    let before = state(&ledger);
+    let by_payer = net.proof_with(id, id, payee, wei(1_000), &net.payer, &net.domain());
+    let r = rejected(pay(&receiver, client(1), &by_payer).await);
+    assert_eq!(r, Rejection::WrongSigner { recovered: net.payer_address, signer });
+    assert!(r.to_string().starts_with("check 3"), "{r}");
+    assert_eq!(state(&ledger), before, "a rejection changes nothing");
+    assert!(ledger.channel(id).unwrap().is_none());
+
+    let cumulative = wei(ETHER / 10);
+    let by_session = net.proof_with(id, id, payee, cumulative, &session, &net.domain());
+    let accepted = pay(&receiver, client(1), &by_session).await.unwrap();
+    assert_eq!(accepted.credited, ETHER / 10);
+    // What lesd stored is what the contract pays out on.
+    let record = ledger.channel(id).unwrap().unwrap();
+    let redeem = redeemCall { id, cumulative, sig: Bytes::copy_from_slice(&record.signature) };
+    let receipt =
+        net.send(address(DEV_ADDRESS_0), net.contract, U256::ZERO, redeem.abi_encode()).await;
+    assert_eq!(receipt["status"], "0x1", "{receipt}");
+    assert_eq!(net.on_chain(id).await.paid_out, cumulative);
+}
+
+#[tokio::test]
 async fn check_18_binding_a_channel_belongs_to_the_first_client() {
     let net = Devnet::start("bind").await;
     let ledger = net.ledger();
@@ -636,7 +685,16 @@ async fn check_25_redeem_scheduled_inside_margin_and_pending_survives_restart() 
     let mut redeemer = Redeemer::new(config, ledger.clone(), net.chain(), net.payee.clone());
     let events = redeemer.tick(SystemTime::now()).await.unwrap();
     assert!(matches!(events.as_slice(), [RedeemEvent::Submitted { attempt: 2, .. }]), "{events:?}");
-    let events = redeemer.tick(SystemTime::now()).await.unwrap();
+    // anvil mines the resent transaction shortly after the send returns: until then a tick
+    // answers Waiting (bounded, so a redemption that never lands still fails).
+    let mut events = redeemer.tick(SystemTime::now()).await.unwrap();
+    for _ in 0..100 {
+        if !matches!(events.as_slice(), [RedeemEvent::Waiting { .. }]) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        events = redeemer.tick(SystemTime::now()).await.unwrap();
+    }
     let [RedeemEvent::Redeemed { paid_out, tx: Some(tx), .. }] = events.as_slice() else {
         panic!("expected the redemption, got {events:?}");
     };

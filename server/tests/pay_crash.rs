@@ -18,7 +18,7 @@ mod common;
 mod pay_support;
 
 use alloy_primitives::{Address, B256, U256};
-use common::{Anvil, DEV_KEY_0, temp_dir};
+use common::{Anvil, temp_dir};
 use les::crypto::{Enode, NodeId, NodeKey};
 use les::pay::cheque::{Cheque, ChequeDomain, key_address};
 use les::pay::messages::{ChannelProof, ChannelReceipt, ExchangeRate, LespayMessage, PriceFactors};
@@ -221,7 +221,9 @@ struct Ack {
     accepted: U256,
 }
 
-/// The paying side: the channel, the payer's key and the server's cheque domain.
+/// The paying side: the channel, the key its cheques are signed with (the session key the
+/// payer named as the channel's signer, as a wallet-funded client does) and the server's
+/// cheque domain.
 struct Payer {
     key: NodeKey,
     channel: B256,
@@ -279,10 +281,19 @@ async fn pay_then_kill_9_then_restart(name: &str) -> Crashed {
         .expect("write payee key");
     anvil.rpc("anvil_setBalance", json!([payee.to_string(), ETHER_HEX])).await;
 
-    // The payer (anvil's dev account 0) opens a channel to the payee for a week.
+    // The payer (anvil's dev account 0) opens a channel to the payee for a week, its cheques
+    // signed by a session key (so lesd checks them against the channel's signer, not its payer).
+    let session = NodeKey::random().expect("rng");
     let expiry = head_time(&anvil).await + 7 * 24 * 3600;
-    let channel_id =
-        channel::open_channel(&anvil, contract, payee, U256::from(DEPOSIT_WEI), expiry).await;
+    let channel_id = channel::open_channel_signed_by(
+        &anvil,
+        contract,
+        payee,
+        key_address(&session),
+        U256::from(DEPOSIT_WEI),
+        expiry,
+    )
+    .await;
 
     let mut args = LesdArgs {
         upstream: anvil.url().to_owned(),
@@ -321,12 +332,7 @@ async fn pay_then_kill_9_then_restart(name: &str) -> Crashed {
     assert_eq!(prices.tokens_per_wei, RATE);
     let terms = prices.channel.expect("channel terms");
     assert_eq!((terms.contract, terms.payee), (contract, payee));
-    let payer = Payer {
-        key: NodeKey::from_bytes(&DEV_KEY_0).expect("dev key"),
-        channel: channel_id,
-        payee,
-        domain: terms.domain(),
-    };
+    let payer = Payer { key: session, channel: channel_id, payee, domain: terms.domain() };
 
     let mut acks = Vec::new();
     let mut last = U256::ZERO;

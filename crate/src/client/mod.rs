@@ -27,7 +27,7 @@ use crate::chain::{
 };
 use crate::config::ResolvedConfig;
 use crate::pay::PayError;
-use crate::pay::channel::{ChannelPayer, ChannelState, Payer};
+use crate::pay::channel::{ChannelPayer, ChannelState, Opening, Payer, SessionKey};
 use crate::pay::open::{ChannelOpener, FundedKey, OPEN_GAS_LIMIT, OpenRequest, Submission};
 use crate::pay::policy::{Action, ChannelView, PaymentPolicy, Planner, ServerView};
 use crate::pay::service::hex_wei;
@@ -113,11 +113,13 @@ struct Inner<T: Transport, S: Store, R: Runtime> {
     pay: Payments,
 }
 
-/// The client's payment side: the channel payer (with a configured key), how channels are
-/// opened, and the policy the dapp set.
+/// The client's payment side: the channel payer (with a configured key or wallet), how
+/// channels are opened, and the policy the dapp set.
 struct Payments {
     payer: Option<Rc<ChannelPayer>>,
     opener: Option<Rc<dyn ChannelOpener>>,
+    /// The funding account, once known (a wallet's is asked for at the first opening).
+    payer_address: Cell<Option<Address>>,
     planner: RefCell<Option<Planner>>,
     /// When each server's balance was last asked for.
     balance_asked: RefCell<HashMap<NodeId, Timestamp>>,
@@ -259,19 +261,35 @@ async fn run_peer<T: Transport, S: Store, R: Runtime>(inner: Rc<Inner<T, S, R>>,
 impl Payments {
     async fn load(config: &ResolvedConfig, store: &impl Store) -> Result<Self, StoreError> {
         let payment = &config.payment;
-        let (payer, opener) = match &payment.key {
-            Some(key) => {
+        let (opener, payer_address) = match (&payment.key, &payment.opener) {
+            (Some(_), Some(_)) => {
+                return Err(StoreError::Open(
+                    crate::config::ConfigError::PaymentKeyAndWallet.to_string(),
+                ));
+            }
+            (Some(key), None) => {
                 let funded = FundedKey::new(key.clone());
+                let address = funded.address();
+                (Some(Rc::new(funded) as Rc<dyn ChannelOpener>), Some(address))
+            }
+            (None, Some(opener)) => (Some(opener.0.clone()), None),
+            (None, None) if payment.wallet => {
+                return Err(StoreError::Open(
+                    crate::config::ConfigError::MissingWallet.to_string(),
+                ));
+            }
+            (None, None) => (None, None),
+        };
+        let payer = match opener {
+            Some(_) => {
                 // Records that do not decode are left in the store untouched (and unused).
-                let (payer, _skipped) = ChannelPayer::load(store, Rc::new(funded.signer()))
-                    .await
-                    .map_err(|e| match e {
+                let (payer, _skipped) = ChannelPayer::load(store).await.map_err(|e| match e {
                     PayError::Store(e) => e,
                     other => StoreError::Backend(other.to_string()),
                 })?;
-                (Some(Rc::new(payer)), Some(Rc::new(funded) as Rc<dyn ChannelOpener>))
+                Some(Rc::new(payer))
             }
-            None => (None, None),
+            None => None,
         };
         let planner = match &payment.policy {
             Some(policy) => {
@@ -283,6 +301,7 @@ impl Payments {
         Ok(Self {
             payer,
             opener,
+            payer_address: Cell::new(payer_address),
             planner: RefCell::new(planner),
             balance_asked: RefCell::new(HashMap::new()),
             tick: payment.tick.unwrap_or(PAY_TICK),
@@ -1290,7 +1309,10 @@ impl<T: Transport, S: Store, R: Runtime> Inner<T, S, R> {
         };
         json!({
             "payments": self.pay.payer.is_some(),
-            "payer": self.pay.payer.as_ref().map(|p| format!("{}", p.payer_address())),
+            "payer": self.pay.payer_address.get().map(|a| format!("{a}")),
+            "openings": self.pay.payer.as_ref().map_or(Vec::new(), |p| {
+                p.openings().iter().map(opening_json).collect::<Vec<_>>()
+            }),
             "policy": policy,
             "signedTotalWei": hex_wei(self.pay.payer.as_ref().map_or(U256::ZERO, |p| p.signed_total())),
             "spentLastHourWei": spent_hour,
@@ -1306,7 +1328,7 @@ impl<T: Transport, S: Store, R: Runtime> Inner<T, S, R> {
         lifetime_secs: u64,
     ) -> ChainResult<Value> {
         let (Some(payer), Some(opener)) = (&self.pay.payer, &self.pay.opener) else {
-            return Err(ClientError::Unavailable("no payment key configured".into()));
+            return Err(ClientError::Unavailable("no payment key or wallet configured".into()));
         };
         let Some(peer) = self.peers.iter().find(|p| p.server.node_id() == server) else {
             return Err(ClientError::Rejected(format!("{server} is not a configured server")));
@@ -1343,29 +1365,75 @@ impl<T: Transport, S: Store, R: Runtime> Inner<T, S, R> {
         if payer.channel(&server).is_some_and(|c| c.is_pending()) {
             return Err(ClientError::Rejected(PayError::Pending.to_string()));
         }
-        let account = self.account(&head, opener.payer(), Vec::new()).await?;
+        let rejected = |e: PayError| ClientError::Rejected(e.to_string());
+        let from = opener.payer().await.map_err(rejected)?;
+        self.pay.payer_address.set(Some(from));
+        let nonce = if opener.needs_nonce() {
+            self.account(&head, from, Vec::new()).await?.account.map_or(0, |a| a.nonce)
+        } else {
+            0
+        };
         let base_fee = u128::from(head.header().base_fee_per_gas.unwrap_or(0));
         let expiry = head.header().timestamp.saturating_add(lifetime_secs);
+        let session = SessionKey::generate().map_err(rejected)?;
         let request = OpenRequest {
             chain_id: self.config.chain_id,
             contract: terms.contract,
+            payer: from,
             payee: terms.payee,
+            signer: session.address(),
             deposit,
             expiry,
-            nonce: account.account.map_or(0, |a| a.nonce),
+            nonce,
             max_fee_per_gas: base_fee.saturating_mul(2).saturating_add(OPEN_TIP),
             max_priority_fee_per_gas: OPEN_TIP,
             gas_limit: OPEN_GAS_LIMIT,
         };
+        // The session key is stored before anything is signed or sent: whatever happens
+        // next, a funded channel's cheques can still be signed.
+        let terms_state = ChannelState::opened(
+            terms.chain_id,
+            terms.contract,
+            terms.payee,
+            B256::ZERO,
+            deposit,
+            expiry,
+            session.clone(),
+        );
+        let opening = Opening { server, payer: from, state: terms_state, transaction: None };
+        payer.begin_open(&self.store, opening.clone()).await.map_err(rejected)?;
         let hash = match opener.submit(request).await {
-            Ok(Submission::Raw(raw)) => self.send_raw_transaction(raw).await?,
-            Ok(Submission::Sent(hash)) => hash,
-            Err(error) => return Err(ClientError::Rejected(error.to_string())),
+            Ok(Submission::Raw(raw)) => {
+                payer
+                    .opening_sent(&self.store, &opening, keccak256(&raw))
+                    .await
+                    .map_err(rejected)?;
+                self.send_raw_transaction(raw).await?
+            }
+            Ok(Submission::Sent(hash)) => {
+                // Out already: a failed write of the hash must not hide the channel.
+                let _ = payer.opening_sent(&self.store, &opening, hash).await;
+                hash
+            }
+            Err(error) => {
+                // Refused before anything was sent: nothing can have been funded.
+                let _ = payer.abandon_open(&self.store, &opening).await;
+                return Err(rejected(error));
+            }
         };
         let receipt = self.verified_receipt(hash).await?;
-        let opened =
-            crate::pay::open::find_opened(&receipt, terms.contract, opener.payer(), terms.payee)
-                .map_err(|e| ClientError::Rejected(e.to_string()))?;
+        if !alloy_consensus::TxReceipt::status(&receipt) {
+            // A reverted open kept the deposit with the payer.
+            let _ = payer.abandon_open(&self.store, &opening).await;
+        }
+        let opened = crate::pay::open::find_opened(
+            &receipt,
+            terms.contract,
+            from,
+            terms.payee,
+            session.address(),
+        )
+        .map_err(rejected)?;
         let state = ChannelState::opened(
             terms.chain_id,
             terms.contract,
@@ -1373,11 +1441,9 @@ impl<T: Transport, S: Store, R: Runtime> Inner<T, S, R> {
             opened.channel_id,
             opened.deposit,
             opened.expiry,
+            session,
         );
-        payer
-            .add_channel(&self.store, server, state.clone())
-            .await
-            .map_err(|e| ClientError::Rejected(e.to_string()))?;
+        payer.add_channel(&self.store, server, state.clone()).await.map_err(rejected)?;
         let mut out = channel_json(&state);
         out["transactionHash"] = json!(format!("{hash}"));
         Ok(out)
@@ -1437,6 +1503,19 @@ fn channel_json(c: &ChannelState) -> Value {
         "highestSignedWei": hex_wei(c.highest_signed),
         "acceptedWei": hex_wei(c.accepted),
         "pending": c.is_pending(),
+        "signer": format!("{}", c.signer()),
+    })
+}
+
+/// An unfinished opening as `ulc_serviceStatus` shows it (never the session secret).
+fn opening_json(o: &Opening) -> Value {
+    json!({
+        "server": format!("{}", o.server),
+        "payer": format!("{}", o.payer),
+        "signer": format!("{}", o.state.signer()),
+        "depositWei": hex_wei(o.state.deposit),
+        "expiry": o.state.expiry,
+        "transactionHash": o.transaction.map(|h| format!("{h}")),
     })
 }
 

@@ -4,9 +4,10 @@
 //! - [`policy`]: the pay-as-you-go policy, pure logic with the time passed in: which
 //!   servers to pay (best free service first), when and how much, within the budget.
 //! - [`channel`]: the [`channel::Payer`] interface and the payment-channel payer, whose
-//!   cheque state goes to the store before a cheque is sent.
+//!   cheque state goes to the store before a cheque is sent; cheques are signed by a session
+//!   key per channel, stored before the channel is opened.
 //! - [`open`]: opening a channel through a [`open::ChannelOpener`]: a funded key that signs
-//!   the `open` transaction locally, or (for the JS side to implement) a wallet.
+//!   the `open` transaction locally, or an EIP-1193 wallet (`web::wallet`) that sends it.
 //! - [`service`]: what the client knows of each server's service (price list, balance,
 //!   capacity) and its lespay requests in flight.
 //!
@@ -68,9 +69,27 @@ pub enum PayError {
     /// The state could not be encoded.
     #[error("payment state encoding: {0}")]
     Encoding(String),
-    /// The signer (a wallet) refused or failed.
+    /// The session key could not be made (no randomness).
     #[error("signer: {0}")]
     Signer(String),
+    /// The wallet refused (code 4001: its user did) or failed a request.
+    #[error("wallet {method}: {message}{}", code.map(|c| format!(" (code {c})")).unwrap_or_default())]
+    Wallet {
+        /// The EIP-1193 method asked.
+        method: &'static str,
+        /// The error's code, if it had one.
+        code: Option<i64>,
+        /// What it said.
+        message: String,
+    },
+    /// The wallet is on another chain than the client: it would fund a channel there.
+    #[error("the wallet is on chain {wallet}, the client on {ours}")]
+    WalletChain {
+        /// The wallet's `eth_chainId` answer.
+        wallet: String,
+        /// Our chain ID.
+        ours: u64,
+    },
     /// Opening the channel failed on chain or on the way there.
     #[error("opening the channel: {0}")]
     Open(String),

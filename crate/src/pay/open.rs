@@ -1,30 +1,35 @@
-//! Opening a payment channel: `open(payee, expiry)` on the channel contract with the deposit
-//! as value, then the channel ID from the `Opened` event of the verified receipt.
+//! Opening a payment channel: `open(payee, signer, expiry)` on the channel contract with the
+//! deposit as value, then the channel ID from the `Opened` event of the verified receipt.
+//!
+//! The account that funds the channel (the payer, who alone gets refunds and may extend or
+//! reclaim) and the key that signs its cheques are separate: the client generates a session
+//! key per channel (`channel::SessionKey`) and names it as the channel's `signer`, so a wallet
+//! approves one transaction per channel instead of a signature per cheque. The session key
+//! is stored before the transaction is sent (`channel::ChannelPayer::begin_open`).
 //!
 //! Who sends the transaction is a [`ChannelOpener`]:
 //! - [`FundedKey`] (native and wasm): a local key with funds builds and signs the EIP-1559
 //!   transaction itself ([`Submission::Raw`]); the client sends it through its verified send
 //!   path (`Chain::send_raw_transaction`) and finds the receipt like `eth_getTransactionReceipt`
 //!   (located by the servers, checked against the block's verified body and receipts root).
-//! - a wrapped wallet (to be implemented on the JS side): `payer()` is the wallet's account,
-//!   `submit` asks the wallet to send `{to: contract, value: deposit, data: open_calldata(..)}`
+//!   Its channels are signed by session keys too: one cheque path for every opener, and the
+//!   funded key signs one transaction per channel and nothing else.
+//! - a wallet (EIP-1193, `web::wallet`): the payer is the wallet's account, `submit` asks the
+//!   wallet to send `{from, to: contract, value: deposit, data: open(..)}`
 //!   (`eth_sendTransaction`) and answers [`Submission::Sent`] with the hash; the receipt is
-//!   then verified by the client in the same way. The wallet must then also sign the cheques
-//!   (a `channel::ChequeSigner` over `eth_signTypedData_v4`), since the contract checks them
-//!   against the account that opened the channel.
+//!   then verified by the client in the same way.
 
 use super::PayError;
-use super::channel::{ChequeSigner, KeySigner};
 use alloy_consensus::{SignableTransaction, TxEip1559, TxReceipt};
 use alloy_eips::eip2718::Encodable2718;
-use alloy_primitives::{Address, B256, Bytes, Signature, TxKind, U256, keccak256};
+use alloy_primitives::{Address, B256, Bytes, Signature, TxKind, U256};
 use futures_util::future::LocalBoxFuture;
 use les::crypto::NodeKey;
+use les::pay::cheque::contract::{self, Opened};
+use les::pay::cheque::key_address;
 
-/// The `open` function's signature (its selector is the first 4 bytes of its hash).
-pub const OPEN_SIGNATURE: &str = "open(address,uint64)";
-/// The `Opened` event's signature (topic 0 is its hash).
-pub const OPENED_SIGNATURE: &str = "Opened(bytes32,address,address,uint256,uint64)";
+pub use les::pay::cheque::contract::{OPEN_SIGNATURE, OPENED_SIGNATURE};
+
 /// Gas for `open` (a fresh channel record: four new storage slots and a nonce).
 pub const OPEN_GAS_LIMIT: u64 = 200_000;
 
@@ -35,13 +40,18 @@ pub struct OpenRequest {
     pub chain_id: u64,
     /// The channel contract.
     pub contract: Address,
+    /// The account that funds the channel (the transaction's sender).
+    pub payer: Address,
     /// The server's payee address.
     pub payee: Address,
+    /// Who signs the channel's cheques (the session key's address).
+    pub signer: Address,
     /// The deposit, wei (the transaction's value).
     pub deposit: U256,
     /// Unix seconds from which the payer may reclaim.
     pub expiry: u64,
-    /// The payer's next nonce, from its proven account.
+    /// The payer's next nonce, from its proven account (0 and unused when the opener does not
+    /// [`need it`](ChannelOpener::needs_nonce)).
     pub nonce: u64,
     /// EIP-1559 fee cap.
     pub max_fee_per_gas: u128,
@@ -49,6 +59,13 @@ pub struct OpenRequest {
     pub max_priority_fee_per_gas: u128,
     /// Gas limit.
     pub gas_limit: u64,
+}
+
+impl OpenRequest {
+    /// The call data: `open(payee, signer, expiry)`.
+    pub fn calldata(&self) -> Bytes {
+        contract::open_calldata(self.payee, self.signer, self.expiry)
+    }
 }
 
 /// How the opener got the transaction out.
@@ -60,30 +77,35 @@ pub enum Submission {
     Sent(B256),
 }
 
-/// Something that can open a channel from the payer's account.
+/// Something that can fund channels from the payer's account.
 pub trait ChannelOpener {
-    /// The account that opens the channel (and whose key must sign its cheques).
-    fn payer(&self) -> Address;
+    /// The account that funds channels (a wallet is asked for it, and may ask its user).
+    fn payer(&self) -> LocalBoxFuture<'static, Result<Address, PayError>>;
+    /// Whether [`submit`](Self::submit) needs the payer's nonce and the fees filled in: a
+    /// local key signs a complete transaction, a wallet fills in its own.
+    fn needs_nonce(&self) -> bool;
     /// Signs (and possibly sends) the `open` transaction.
     fn submit(&self, request: OpenRequest)
     -> LocalBoxFuture<'static, Result<Submission, PayError>>;
 }
 
-/// A local key with funds: signs its own `open` transaction and its cheques.
+/// A local key with funds: signs its own `open` transactions.
 #[derive(Debug, Clone)]
 pub struct FundedKey {
-    signer: KeySigner,
+    key: NodeKey,
+    address: Address,
 }
 
 impl FundedKey {
     /// The account of `key`.
     pub fn new(key: NodeKey) -> Self {
-        Self { signer: KeySigner::new(key) }
+        let address = key_address(&key);
+        Self { key, address }
     }
 
-    /// The cheque signer of the same key.
-    pub fn signer(&self) -> KeySigner {
-        self.signer.clone()
+    /// The account's address.
+    pub fn address(&self) -> Address {
+        self.address
     }
 
     /// The signed `open` transaction, EIP-2718 encoded.
@@ -96,10 +118,10 @@ impl FundedKey {
             max_priority_fee_per_gas: request.max_priority_fee_per_gas,
             to: TxKind::Call(request.contract),
             value: request.deposit,
-            input: open_calldata(request.payee, request.expiry),
+            input: request.calldata(),
             ..Default::default()
         };
-        let sig = self.signer.key().sign_prehash(&tx.signature_hash());
+        let sig = self.key.sign_prehash(&tx.signature_hash());
         let signature = Signature::new(
             U256::from_be_slice(&sig[..32]),
             U256::from_be_slice(&sig[32..64]),
@@ -110,8 +132,13 @@ impl FundedKey {
 }
 
 impl ChannelOpener for FundedKey {
-    fn payer(&self) -> Address {
-        self.signer.address()
+    fn payer(&self) -> LocalBoxFuture<'static, Result<Address, PayError>> {
+        let address = self.address;
+        Box::pin(async move { Ok(address) })
+    }
+
+    fn needs_nonce(&self) -> bool {
+        true
     }
 
     fn submit(
@@ -123,65 +150,25 @@ impl ChannelOpener for FundedKey {
     }
 }
 
-fn word(bytes: &[u8]) -> [u8; 32] {
-    let mut out = [0u8; 32];
-    out[32 - bytes.len()..].copy_from_slice(bytes);
-    out
-}
-
-/// The ABI call data of `open(payee, expiry)`.
-pub fn open_calldata(payee: Address, expiry: u64) -> Bytes {
-    let mut data = keccak256(OPEN_SIGNATURE)[..4].to_vec();
-    data.extend_from_slice(&word(payee.as_slice()));
-    data.extend_from_slice(&word(&expiry.to_be_bytes()));
-    data.into()
-}
-
-/// A channel as its `Opened` event reports it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Opened {
-    /// The channel ID.
-    pub channel_id: B256,
-    /// The deposit.
-    pub deposit: U256,
-    /// Unix seconds of expiry.
-    pub expiry: u64,
-}
-
-/// The `Opened` event of `contract` for `payer` and `payee` in a (verified) receipt.
+/// The `Opened` event of `contract` for `payer`, `payee` and `signer` in a (verified) receipt.
+/// A channel naming another signer would take cheques we cannot sign: it is not ours.
 pub fn find_opened(
     receipt: &impl TxReceipt<Log = alloy_primitives::Log>,
     contract: Address,
     payer: Address,
     payee: Address,
+    signer: Address,
 ) -> Result<Opened, PayError> {
     if !receipt.status() {
         return Err(PayError::Open("the open transaction reverted".into()));
     }
-    let topic0 = keccak256(OPENED_SIGNATURE);
-    let want = [topic0, B256::from(word(payer.as_slice())), B256::from(word(payee.as_slice()))];
     receipt
         .logs()
         .iter()
         .filter(|log| log.address == contract)
-        .find_map(|log| {
-            let topics = log.data.topics();
-            let data = &log.data.data;
-            if topics.len() != 4
-                || topics[0] != want[0]
-                || topics[2..] != want[1..]
-                || data.len() != 64
-            {
-                return None;
-            }
-            let expiry = U256::from_be_slice(&data[32..64]);
-            Some(Opened {
-                channel_id: topics[1],
-                deposit: U256::from_be_slice(&data[..32]),
-                expiry: u64::try_from(expiry).ok()?,
-            })
-        })
-        .ok_or_else(|| PayError::Open("no Opened event for this payer and payee".into()))
+        .filter_map(|log| contract::decode_opened(&log.data))
+        .find(|o| (o.payer, o.payee, o.signer) == (payer, payee, signer))
+        .ok_or_else(|| PayError::Open("no Opened event for this payer, payee and signer".into()))
 }
 
 #[cfg(test)]
@@ -189,14 +176,15 @@ mod tests {
     use super::*;
     use alloy_consensus::{Receipt, TxEnvelope};
     use alloy_eips::eip2718::Decodable2718;
-    use alloy_primitives::{Log, LogData};
-    use les::pay::cheque::key_address;
+    use alloy_primitives::{Log, LogData, keccak256};
 
-    fn request() -> OpenRequest {
+    fn request(payer: Address) -> OpenRequest {
         OpenRequest {
             chain_id: 31337,
             contract: Address::repeat_byte(0xcc),
+            payer,
             payee: Address::repeat_byte(0xee),
+            signer: Address::repeat_byte(0x5e),
             deposit: U256::from(10u64).pow(U256::from(17u64)),
             expiry: 1_800_000_000,
             nonce: 4,
@@ -207,10 +195,11 @@ mod tests {
     }
 
     #[test]
-    fn the_open_transaction_is_signed_by_the_funded_key() {
+    fn the_open_transaction_is_signed_by_the_funded_key_and_names_the_signer() {
         let key = NodeKey::from_bytes(&[9u8; 32]).expect("key");
         let opener = FundedKey::new(key.clone());
-        let raw = opener.sign_open(&request());
+        let request = request(opener.address());
+        let raw = opener.sign_open(&request);
         let tx = TxEnvelope::decode_2718_exact(&raw).expect("EIP-2718");
         let TxEnvelope::Eip1559(signed) = &tx else { panic!("not EIP-1559: {tx:?}") };
         let sig = signed.signature();
@@ -221,30 +210,33 @@ mod tests {
         let public = les::crypto::recover(&signed.signature_hash(), &bytes).expect("recover");
         let sender = les::pay::cheque::address_of(&public);
         assert_eq!(sender, key_address(&key));
-        assert_eq!(opener.payer(), sender);
+        assert_eq!(crate::pay::block_on(opener.payer()), Ok(sender));
         let inner = signed.tx();
         assert_eq!(
             (inner.nonce, inner.value, inner.to),
-            (4, request().deposit, TxKind::Call(request().contract))
+            (4, request.deposit, TxKind::Call(request.contract))
         );
         // The selector in contracts/artifacts/PaymentChannel.json's methodIdentifiers.
-        assert_eq!(&inner.input[..4], &[0xc0, 0xd0, 0x45, 0xff]);
-        assert_eq!(&inner.input[16..36], request().payee.as_slice());
-        assert_eq!(U256::from_be_slice(&inner.input[36..68]), U256::from(1_800_000_000u64));
-        assert_eq!(inner.input.len(), 68);
+        assert_eq!(&inner.input[..4], &[0xfe, 0xc9, 0x98, 0x8c]);
+        assert_eq!(&inner.input[16..36], request.payee.as_slice());
+        assert_eq!(&inner.input[48..68], request.signer.as_slice());
+        assert_eq!(U256::from_be_slice(&inner.input[68..100]), U256::from(1_800_000_000u64));
+        assert_eq!(inner.input.len(), 100);
     }
 
-    fn opened_log(contract: Address, payer: Address, payee: Address) -> Log {
-        let mut data = word(&100u64.to_be_bytes()).to_vec();
-        data.extend_from_slice(&word(&1_900_000_000u64.to_be_bytes()));
+    fn opened_log(contract: Address, payer: Address, payee: Address, signer: Address) -> Log {
+        let word = |a: Address| B256::left_padding_from(a.as_slice());
+        let mut data = U256::from(100u64).to_be_bytes::<32>().to_vec();
+        data.extend_from_slice(&U256::from(1_900_000_000u64).to_be_bytes::<32>());
+        data.extend_from_slice(word(signer).as_slice());
         Log {
             address: contract,
             data: LogData::new_unchecked(
                 vec![
                     keccak256(OPENED_SIGNATURE),
                     B256::repeat_byte(0x1d),
-                    B256::from(word(payer.as_slice())),
-                    B256::from(word(payee.as_slice())),
+                    word(payer),
+                    word(payee),
                 ],
                 data.into(),
             ),
@@ -253,8 +245,12 @@ mod tests {
 
     #[test]
     fn the_channel_id_comes_from_the_matching_opened_event() {
-        let (contract, payer, payee) =
-            (Address::repeat_byte(0xcc), Address::repeat_byte(0xaa), Address::repeat_byte(0xee));
+        let (contract, payer, payee, signer) = (
+            Address::repeat_byte(0xcc),
+            Address::repeat_byte(0xaa),
+            Address::repeat_byte(0xee),
+            Address::repeat_byte(0x5e),
+        );
         let receipt = |status: bool, logs: Vec<Log>| Receipt {
             status: status.into(),
             cumulative_gas_used: 100_000,
@@ -263,22 +259,30 @@ mod tests {
         let good = receipt(
             true,
             vec![
-                opened_log(Address::repeat_byte(1), payer, payee), // another contract
-                opened_log(contract, Address::repeat_byte(2), payee), // another payer
-                opened_log(contract, payer, payee),
+                opened_log(Address::repeat_byte(1), payer, payee, signer), // another contract
+                opened_log(contract, Address::repeat_byte(2), payee, signer), // another payer
+                opened_log(contract, payer, payee, Address::repeat_byte(3)), // another signer
+                opened_log(contract, payer, payee, signer),
             ],
         );
         assert_eq!(
-            find_opened(&good, contract, payer, payee),
+            find_opened(&good, contract, payer, payee, signer),
             Ok(Opened {
                 channel_id: B256::repeat_byte(0x1d),
+                payer,
+                payee,
                 deposit: U256::from(100u64),
-                expiry: 1_900_000_000
+                expiry: 1_900_000_000,
+                signer,
             })
         );
-        let reverted = receipt(false, vec![opened_log(contract, payer, payee)]);
-        assert!(find_opened(&reverted, contract, payer, payee).is_err());
-        let none = receipt(true, vec![opened_log(contract, payer, Address::repeat_byte(3))]);
-        assert!(find_opened(&none, contract, payer, payee).is_err());
+        let reverted = receipt(false, vec![opened_log(contract, payer, payee, signer)]);
+        assert!(find_opened(&reverted, contract, payer, payee, signer).is_err());
+        let none =
+            receipt(true, vec![opened_log(contract, payer, Address::repeat_byte(3), signer)]);
+        assert!(find_opened(&none, contract, payer, payee, signer).is_err());
+        let other_signer =
+            receipt(true, vec![opened_log(contract, payer, payee, Address::repeat_byte(4))]);
+        assert!(find_opened(&other_signer, contract, payer, payee, signer).is_err());
     }
 }

@@ -8,11 +8,12 @@
 
 use crate::chain::Chain;
 use crate::client::Client;
-use crate::config::{ClientConfig, StorageKind};
+use crate::config::{ClientConfig, ConfigError, Opener, StorageKind};
 use crate::provider::{Provider, ProviderNotice};
 use crate::store::{MemoryStore, Store, StoreError, StoreWrite, Table};
 use crate::web::idb::{self, IdbStore};
 use crate::web::runtime::WebRuntime;
+use crate::web::wallet::WalletOpener;
 use crate::web::websocket::WebSocketTransport;
 use futures_util::StreamExt;
 use futures_util::future::LocalBoxFuture;
@@ -126,10 +127,15 @@ pub struct WasmClient {
 #[wasm_bindgen]
 impl WasmClient {
     /// Parses and checks `configJson` (`{chainId, genesisHash?, servers: [{enode, bridge}],
-    /// fraction?, storage?}`), opens the store and starts connecting. Rejects with an Error
-    /// saying what is wrong with the configuration or why the store could not be opened.
-    pub async fn start(config_json: String) -> Result<WasmClient, JsError> {
-        Self::start_native(&config_json).await.map_err(|message| JsError::new(&message))
+    /// fraction?, storage?, payment?}`), opens the store and starts connecting. `wallet` is
+    /// the EIP-1193 wallet of `payment.wallet: true` (undefined otherwise): it funds the
+    /// payment channels. Rejects with an Error saying what is wrong with the configuration or
+    /// why the store could not be opened.
+    pub async fn start(config_json: String, wallet: JsValue) -> Result<WasmClient, JsError> {
+        let wallet = (!wallet.is_undefined() && !wallet.is_null()).then_some(wallet);
+        Self::start_with_wallet(&config_json, wallet)
+            .await
+            .map_err(|message| JsError::new(&message))
     }
 
     /// Registers the notice callback `(kind, payloadJson) => void`; kinds are `connect`,
@@ -173,8 +179,27 @@ impl WasmClient {
 impl WasmClient {
     /// [`WasmClient::start`] for Rust callers (the browser tests), with the error as text.
     pub async fn start_native(config_json: &str) -> Result<WasmClient, String> {
+        Self::start_with_wallet(config_json, None).await
+    }
+
+    /// [`WasmClient::start`] with the wallet as an option, the error as text.
+    pub async fn start_with_wallet(
+        config_json: &str,
+        wallet: Option<JsValue>,
+    ) -> Result<WasmClient, String> {
         let config = ClientConfig::from_json(config_json).map_err(|e| e.to_string())?;
-        let resolved = config.resolve().map_err(|e| e.to_string())?;
+        let mut resolved = config.resolve().map_err(|e| e.to_string())?;
+        match (resolved.payment.wallet, wallet) {
+            (true, Some(wallet)) => {
+                let opener = WalletOpener::new(wallet)?;
+                resolved.payment.opener = Some(Opener(Rc::new(opener)));
+            }
+            (true, None) => return Err(ConfigError::MissingWallet.to_string()),
+            (false, Some(_)) => {
+                return Err("a wallet was passed without payment.wallet: true".into());
+            }
+            (false, None) => {}
+        }
         let storage = resolved.storage;
         let store = match storage {
             StorageKind::Indexeddb => {

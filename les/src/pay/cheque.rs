@@ -1,6 +1,7 @@
-//! Payment-channel cheques: the EIP-712 message a payer signs to promise a server a
+//! Payment-channel cheques: the EIP-712 message a channel's signer signs to promise a server a
 //! *cumulative* amount out of one channel of `contracts/PaymentChannel.sol`, and the checks a
-//! server makes on the signature before it looks at the channel's state.
+//! server makes on the signature before it looks at the channel's state; plus ([`contract`])
+//! the contract's `open` call and `Opened` event, which a payer builds and reads.
 //!
 //! ```text
 //! domain = EIP712Domain(string name,string version,uint256 chainId,address verifyingContract)
@@ -10,7 +11,9 @@
 //! sig    = r || s || v, 65 bytes, v in {27, 28}, s in the lower half of the group order
 //! ```
 //!
-//! The contract's `redeem`/`close` recover the payer with exactly these rules, so a cheque this
+//! The signer is the address the payer named in `open` (itself, or a session key it delegated
+//! cheque signing to); the contract's `redeem`/`close` recover it with exactly these rules,
+//! so a cheque this
 //! module accepts is one the chain accepts too. Low s is required (not normalised) because the
 //! contract refuses high s: a server that credited a high-s cheque could not redeem it. The
 //! EIP-712 hashing is alloy-sol-types' (`sol!` + `SolStruct`), so the encoding rules are not
@@ -202,6 +205,118 @@ pub enum ChequeError {
     /// Well formed, but no public key recovers from it.
     #[error("cheque signature does not recover to a public key")]
     RecoveryFailed,
+}
+
+/// The contract's `open` call and `Opened` event as a payer builds and reads them, coded by
+/// alloy-sol-types from the Solidity declarations (so the ABI rules are not written out here).
+pub mod contract {
+    use alloy_primitives::{Address, B256, Bytes, LogData, U256};
+    use alloy_sol_types::{SolCall, SolEvent};
+
+    mod sol {
+        alloy_sol_types::sol! {
+            function open(address payee, address signer, uint64 expiry) external payable returns (bytes32 id);
+            event Opened(bytes32 indexed id, address indexed payer, address indexed payee, uint256 deposit, uint64 expiry, address signer);
+        }
+    }
+
+    /// The `open` function's signature (its selector is the first 4 bytes of its hash).
+    pub const OPEN_SIGNATURE: &str = "open(address,address,uint64)";
+    /// The `Opened` event's signature (topic 0 is its hash).
+    pub const OPENED_SIGNATURE: &str = "Opened(bytes32,address,address,uint256,uint64,address)";
+
+    /// The call data of `open(payee, signer, expiry)`: a channel to `payee` whose cheques
+    /// `signer` signs, reclaimable by the sender from `expiry` (Unix seconds).
+    pub fn open_calldata(payee: Address, signer: Address, expiry: u64) -> Bytes {
+        sol::openCall { payee, signer, expiry }.abi_encode().into()
+    }
+
+    /// A channel as its `Opened` event reports it.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub struct Opened {
+        /// The channel ID.
+        pub channel_id: B256,
+        /// Who funded it (the transaction's sender): refunds go there.
+        pub payer: Address,
+        /// Who is paid.
+        pub payee: Address,
+        /// The deposit, wei.
+        pub deposit: U256,
+        /// Unix seconds from which the payer may reclaim.
+        pub expiry: u64,
+        /// Whose signatures the channel's cheques must carry.
+        pub signer: Address,
+    }
+
+    /// The `Opened` event in a log's topics and data, or `None` if it is another event or
+    /// does not decode (the emitting address is the caller's to check).
+    pub fn decode_opened(data: &LogData) -> Option<Opened> {
+        let event = sol::Opened::decode_log_data(data).ok()?;
+        Some(Opened {
+            channel_id: event.id,
+            payer: event.payer,
+            payee: event.payee,
+            deposit: event.deposit,
+            expiry: event.expiry,
+            signer: event.signer,
+        })
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+        use alloy_primitives::keccak256;
+
+        #[test]
+        fn the_abi_matches_the_signatures() {
+            assert_eq!(sol::openCall::SELECTOR, keccak256(OPEN_SIGNATURE)[..4]);
+            assert_eq!(sol::Opened::SIGNATURE_HASH, keccak256(OPENED_SIGNATURE));
+            let data = open_calldata(Address::repeat_byte(0xee), Address::repeat_byte(0x5e), 7);
+            assert_eq!(data.len(), 4 + 3 * 32);
+            assert_eq!(&data[16..36], Address::repeat_byte(0xee).as_slice());
+            assert_eq!(&data[48..68], Address::repeat_byte(0x5e).as_slice());
+            assert_eq!(U256::from_be_slice(&data[68..100]), U256::from(7u64));
+        }
+
+        #[test]
+        fn an_opened_log_decodes_and_others_do_not() {
+            let word = |a: Address| B256::left_padding_from(a.as_slice());
+            let (payer, payee, signer) = (
+                Address::repeat_byte(0xaa),
+                Address::repeat_byte(0xee),
+                Address::repeat_byte(0x5e),
+            );
+            let mut data = U256::from(100u64).to_be_bytes::<32>().to_vec();
+            data.extend_from_slice(&U256::from(1_900_000_000u64).to_be_bytes::<32>());
+            data.extend_from_slice(word(signer).as_slice());
+            let topics = vec![
+                keccak256(OPENED_SIGNATURE),
+                B256::repeat_byte(0x1d),
+                word(payer),
+                word(payee),
+            ];
+            let log = LogData::new_unchecked(topics.clone(), data.clone().into());
+            assert_eq!(
+                decode_opened(&log),
+                Some(Opened {
+                    channel_id: B256::repeat_byte(0x1d),
+                    payer,
+                    payee,
+                    deposit: U256::from(100u64),
+                    expiry: 1_900_000_000,
+                    signer
+                })
+            );
+            // The old five-field event (no signer) is another signature: not decoded.
+            let mut old = topics.clone();
+            old[0] = keccak256("Opened(bytes32,address,address,uint256,uint64)");
+            assert_eq!(decode_opened(&LogData::new_unchecked(old, data.clone().into())), None);
+            assert_eq!(
+                decode_opened(&LogData::new_unchecked(topics, data[..64].to_vec().into())),
+                None
+            );
+        }
+    }
 }
 
 #[cfg(test)]

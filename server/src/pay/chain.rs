@@ -17,7 +17,7 @@ use std::path::Path;
 
 sol! {
     /// `PaymentChannel.channels(bytes32)`.
-    function channels(bytes32 id) external view returns (address payer, address payee, uint128 deposit, uint128 paidOut, uint64 expiry, bool closed);
+    function channels(bytes32 id) external view returns (address payer, address payee, uint128 deposit, uint128 paidOut, uint64 expiry, bool closed, address signer);
     /// `PaymentChannel.redeem(bytes32,uint256,bytes)`.
     function redeem(bytes32 id, uint256 cumulative, bytes sig) external;
 }
@@ -56,6 +56,9 @@ pub struct OnChainChannel {
     pub expiry: u64,
     /// Closed by the payee or reclaimed by the payer.
     pub closed: bool,
+    /// Whose signature a cheque must carry: named by the payer at `open` (the payer itself, or
+    /// a session key it delegated to). Refunds still go to the payer.
+    pub signer: Address,
 }
 
 impl OnChainChannel {
@@ -210,6 +213,7 @@ impl ChannelContract {
             paid_out: U256::from(r.paidOut),
             expiry: r.expiry,
             closed: r.closed,
+            signer: r.signer,
         })
     }
 

@@ -5,8 +5,10 @@
 //!    closed (and holds at least the advertised minimum deposit);
 //! 2. `expiry - now >= accept_margin`, `now` the later of the wall clock and the head's
 //!    timestamp (the contract judges expiry by block time);
-//! 3. the signature is low-s, v ∈ {27, 28}, and recovers to the channel's payer under our
-//!    chain id and contract (EIP-712, [`les::pay::cheque`]);
+//! 3. the signature is low-s, v ∈ {27, 28}, and recovers to the channel's signer under our
+//!    chain id and contract (EIP-712, [`les::pay::cheque`]); the signer is whom the payer
+//!    named at `open`, the payer itself or a delegated session key, and the contract checks
+//!    cheques against it, so any other signature (the payer's included) is worthless;
 //!
 //!    then the channel binding of wire.md: the first node id whose cheque is accepted owns the
 //!    channel's credit;
@@ -20,10 +22,10 @@
 //!
 //! A rejection changes nothing. Cheques are handled one at a time (they are rare, and it
 //! keeps "verify, then write" free of races; the ledger re-checks the last accepted value
-//! anyway). Channel state read from the chain is cached: payer and payee never change, the
-//! deposit and the expiry only grow, and a channel can only be closed by its payee (us) or
-//! reclaimed after its expiry, which check 2 keeps us well away from; so a cached read is
-//! never more permissive than a fresh one except for check 1's `closed`, re-read whenever
+//! anyway). Channel state read from the chain is cached: payer, payee and signer never
+//! change, the deposit and the expiry only grow, and a channel can only be closed by its payee
+//! (us) or reclaimed after its expiry, which check 2 keeps us well away from; so a cached read
+//! is never more permissive than a fresh one except for check 1's `closed`, re-read whenever
 //! the cache is older than `cache_ttl`.
 
 use crate::pay::chain::{ChainView, ChannelContract, OnChainChannel};
@@ -88,13 +90,13 @@ pub enum Rejection {
     /// Check 3: the signature is malformed (bad v, high s, not a point).
     #[error("check 3: bad signature: {0}")]
     BadSignature(ChequeError),
-    /// Check 3: the signature is not the payer's for this cheque under our domain.
-    #[error("check 3: cheque signed by {recovered}, channel payer is {payer}")]
+    /// Check 3: the signature is not the channel signer's for this cheque under our domain.
+    #[error("check 3: cheque signed by {recovered}, channel signer is {signer}")]
     WrongSigner {
         /// Who signed (what the signature recovers to).
         recovered: Address,
-        /// The channel's payer.
-        payer: Address,
+        /// The channel's signer (from `channels(id)`).
+        signer: Address,
     },
     /// Channel binding: another node id owns this channel's credit.
     #[error("channel bound to another client ({owner})")]
@@ -259,8 +261,8 @@ impl ChannelReceiver {
         let cheque = proof.cheque(self.config.payee);
         let recovered =
             cheque.recover(&self.domain(), &proof.signature).map_err(Rejection::BadSignature)?;
-        if recovered != channel.payer {
-            return Err(Rejection::WrongSigner { recovered, payer: channel.payer }.into());
+        if recovered != channel.signer {
+            return Err(Rejection::WrongSigner { recovered, signer: channel.signer }.into());
         }
 
         // Binding, then check 4.

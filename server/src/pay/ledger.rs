@@ -121,7 +121,7 @@ pub struct ChannelRecord {
     pub node: NodeId,
     /// The highest cumulative amount accepted (wei).
     pub last_accepted: U256,
-    /// The payer's signature of that cheque: what redemption submits.
+    /// The channel signer's signature of that cheque: what redemption submits.
     pub signature: [u8; 65],
     /// Tokens credited for this channel so far.
     pub credited_total: u64,

@@ -1,6 +1,7 @@
 //! The PaymentChannel contract (contracts/artifacts/PaymentChannel.json) on a test anvil:
-//! deploying it, opening a channel from anvil's first dev account, and reading a channel's
-//! on-chain state, for the tests that pay lesd with channel cheques.
+//! deploying it, opening a channel from anvil's first dev account (whose cheques that account
+//! or a delegated signer signs), and reading a channel's on-chain state, for the tests that pay
+//! lesd with channel cheques.
 
 use crate::common::{Anvil, DEV_ADDRESS_0};
 use alloy_primitives::{Address, B256, U256};
@@ -11,8 +12,8 @@ use std::str::FromStr;
 use std::time::{Duration, Instant};
 
 alloy_sol_types::sol! {
-    function open(address payee, uint64 expiry) external payable returns (bytes32 id);
-    function channels(bytes32 id) external view returns (address payer, address payee, uint128 deposit, uint128 paidOut, uint64 expiry, bool closed);
+    function open(address payee, address signer, uint64 expiry) external payable returns (bytes32 id);
+    function channels(bytes32 id) external view returns (address payer, address payee, uint128 deposit, uint128 paidOut, uint64 expiry, bool closed, address signer);
 }
 
 /// A channel's state as the contract's `channels(id)` returns it.
@@ -70,7 +71,8 @@ pub async fn deploy(anvil: &Anvil, min_lifetime: u64) -> Address {
 }
 
 /// Opens a channel from [`DEV_ADDRESS_0`] to `payee` with `deposit` wei, expiring at unix
-/// time `expiry`; its id (from the `Opened` event).
+/// time `expiry`, its cheques signed by [`DEV_ADDRESS_0`] itself; its id (from the `Opened`
+/// event).
 pub async fn open_channel(
     anvil: &Anvil,
     contract: Address,
@@ -78,7 +80,20 @@ pub async fn open_channel(
     deposit: U256,
     expiry: u64,
 ) -> B256 {
-    let open = openCall { payee, expiry }.abi_encode();
+    let signer = Address::from_str(DEV_ADDRESS_0).expect("address");
+    open_channel_signed_by(anvil, contract, payee, signer, deposit, expiry).await
+}
+
+/// [`open_channel`] with cheques signed by `signer` instead of the payer.
+pub async fn open_channel_signed_by(
+    anvil: &Anvil,
+    contract: Address,
+    payee: Address,
+    signer: Address,
+    deposit: U256,
+    expiry: u64,
+) -> B256 {
+    let open = openCall { payee, signer, expiry }.abi_encode();
     let receipt = transact(
         anvil,
         json!({ "from": DEV_ADDRESS_0, "to": contract.to_string(), "data": hex(&open),
