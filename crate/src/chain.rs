@@ -171,4 +171,12 @@ pub trait Chain: 'static {
         let _ = (server, deposit, lifetime_secs);
         Box::pin(async { Err(ClientError::Unavailable("this client cannot pay servers".into())) })
     }
+
+    /// Adds `deposit` wei to our channel to `server` (`topUp`, sent by the key or wallet that
+    /// opens channels); resolves with the channel and its new deposit once the `ToppedUp`
+    /// event is in a verified receipt.
+    fn top_up_channel(&self, server: NodeId, deposit: U256) -> ChainFuture<serde_json::Value> {
+        let _ = (server, deposit);
+        Box::pin(async { Err(ClientError::Unavailable("this client cannot pay servers".into())) })
+    }
 }

@@ -361,6 +361,74 @@ fn opens_a_channel_and_pays_for_the_target_capacity() {
     });
 }
 
+#[test]
+fn a_topped_up_channel_pays_on_past_its_first_deposit() {
+    run(async {
+        let devnet = PayDevnet::start("ulc-pay-top-up").await;
+        let client = devnet.client(Some(payer_key())).await;
+        let provider = Provider::new(client.clone());
+        status_until(&provider, "price list", |s| !s["servers"][0]["prices"]["channel"].is_null())
+            .await;
+        let server = devnet.lesd.enode().node_id();
+        // A deposit that buys seconds of the minimum capacity: the first cheque uses it up and
+        // the policy, wanting more, is held back by the deposit.
+        let small = U256::from(100_000_000u64);
+        let opened = provider
+            .request(
+                "ulc_openChannel",
+                json!([{ "server": format!("{server}"), "depositWei": format!("{small:#x}"), "lifetimeSecs": 3600 }]),
+            )
+            .await
+            .expect("channel opens");
+        client.set_payment_policy(Some(policy(60, 600))).expect("policy");
+        let want = format!("{small:#x}");
+        status_until(&provider, "the first deposit used up", |s| {
+            s["servers"][0]["channel"]["acceptedWei"] == want.as_str()
+                && s["servers"][0]["hold"] == "depositUsed"
+        })
+        .await;
+
+        // Top it up from the same funded key; the client reads the new deposit from the
+        // verified receipt's ToppedUp event.
+        let added = U256::from(1_000_000_000_000_000u64);
+        let topped = provider
+            .request(
+                "ulc_topUpChannel",
+                json!([{ "server": format!("{server}"), "depositWei": format!("{added:#x}") }]),
+            )
+            .await
+            .expect("top-up");
+        assert_eq!(u256(&topped["depositWei"]), small + added);
+        assert_eq!(topped["channelId"], opened["channelId"]);
+        let id = opened["channelId"].as_str().expect("id").to_string();
+        let call = json!({"to": devnet.contract, "data": format!("0x7a7ebd7b{}", id.trim_start_matches("0x"))});
+        let record = hex_bytes(&devnet.anvil.rpc("eth_call", json!([call, "latest"])).await);
+        assert_eq!(U256::from_be_slice(&record[64..96]), small + added, "on chain");
+
+        // The policy pays on: lesd accepts cheques above the first deposit, credited exactly.
+        let status = status_until(&provider, "a cheque above the first deposit", |s| {
+            let channel = &s["servers"][0]["channel"];
+            channel["pending"] == false && u256(&channel["acceptedWei"]) > small
+        })
+        .await;
+        let entry = &status["servers"][0];
+        let accepted = u256(&entry["channel"]["acceptedWei"]);
+        assert!(accepted <= small + added);
+        let credited = entry["tokensCredited"].as_u64().expect("credited");
+        assert_eq!(U256::from(credited), RATE.tokens(accepted).expect("rate"));
+
+        // No channel to top up: refused with the reason.
+        let unknown = format!("0x{}", "22".repeat(32));
+        let error = provider
+            .request("ulc_topUpChannel", json!([{ "server": unknown, "depositWei": "0x1" }]))
+            .await
+            .expect_err("no channel");
+        assert!(error.message.contains("channel"), "{error:?}");
+        client.stop();
+        devnet.lesd.shutdown().await;
+    });
+}
+
 fn policy_budget() -> U256 {
     U256::from(1_000_000_000_000_000u64)
 }

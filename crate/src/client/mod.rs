@@ -28,7 +28,10 @@ use crate::chain::{
 use crate::config::ResolvedConfig;
 use crate::pay::PayError;
 use crate::pay::channel::{ChannelPayer, ChannelState, Opening, Payer, SessionKey};
-use crate::pay::open::{ChannelOpener, FundedKey, OPEN_GAS_LIMIT, OpenRequest, Submission};
+use crate::pay::open::{
+    ChannelCall, ChannelOpener, FundedKey, OPEN_GAS_LIMIT, OpenRequest, Submission,
+    TOP_UP_GAS_LIMIT,
+};
 use crate::pay::policy::{Action, ChannelView, PaymentPolicy, Planner, ServerView};
 use crate::pay::service::hex_wei;
 use crate::runtime::Runtime;
@@ -1380,10 +1383,8 @@ impl<T: Transport, S: Store, R: Runtime> Inner<T, S, R> {
             chain_id: self.config.chain_id,
             contract: terms.contract,
             payer: from,
-            payee: terms.payee,
-            signer: session.address(),
+            call: ChannelCall::Open { payee: terms.payee, signer: session.address(), expiry },
             deposit,
-            expiry,
             nonce,
             max_fee_per_gas: base_fee.saturating_mul(2).saturating_add(OPEN_TIP),
             max_priority_fee_per_gas: OPEN_TIP,
@@ -1444,6 +1445,56 @@ impl<T: Transport, S: Store, R: Runtime> Inner<T, S, R> {
             session,
         );
         payer.add_channel(&self.store, server, state.clone()).await.map_err(rejected)?;
+        let mut out = channel_json(&state);
+        out["transactionHash"] = json!(format!("{hash}"));
+        Ok(out)
+    }
+
+    async fn top_up_channel(&self, server: NodeId, deposit: U256) -> ChainResult<Value> {
+        let (Some(payer), Some(opener)) = (&self.pay.payer, &self.pay.opener) else {
+            return Err(ClientError::Unavailable("no payment key or wallet configured".into()));
+        };
+        let Some(channel) = payer.channel(&server) else {
+            return Err(ClientError::Rejected(PayError::NoChannel.to_string()));
+        };
+        let head = self.wait_head().await?.header;
+        if head.header().timestamp >= channel.expiry {
+            return Err(ClientError::Rejected("the channel has expired: open a new one".into()));
+        }
+        let rejected = |e: PayError| ClientError::Rejected(e.to_string());
+        let from = opener.payer().await.map_err(rejected)?;
+        self.pay.payer_address.set(Some(from));
+        let nonce = if opener.needs_nonce() {
+            self.account(&head, from, Vec::new()).await?.account.map_or(0, |a| a.nonce)
+        } else {
+            0
+        };
+        let base_fee = u128::from(head.header().base_fee_per_gas.unwrap_or(0));
+        let request = OpenRequest {
+            chain_id: channel.chain_id,
+            contract: channel.contract,
+            payer: from,
+            call: ChannelCall::TopUp { channel_id: channel.channel_id },
+            deposit,
+            nonce,
+            max_fee_per_gas: base_fee.saturating_mul(2).saturating_add(OPEN_TIP),
+            max_priority_fee_per_gas: OPEN_TIP,
+            gas_limit: TOP_UP_GAS_LIMIT,
+        };
+        // Nothing to store first: a top-up that is lost only leaves more deposit on chain,
+        // which the payer reclaims after expiry; cheques stay within the deposit known here.
+        let hash = match opener.submit(request).await.map_err(rejected)? {
+            Submission::Raw(raw) => self.send_raw_transaction(raw).await?,
+            Submission::Sent(hash) => hash,
+        };
+        let receipt = self.verified_receipt(hash).await?;
+        let total =
+            crate::pay::open::find_topped_up(&receipt, channel.contract, channel.channel_id)
+                .map_err(rejected)?;
+        let state = payer
+            .set_deposit(&self.store, server, channel.channel_id, total)
+            .await
+            .map_err(rejected)?;
         let mut out = channel_json(&state);
         out["transactionHash"] = json!(format!("{hash}"));
         Ok(out)
@@ -1643,5 +1694,10 @@ impl<T: Transport, S: Store, R: Runtime> Chain for Client<T, S, R> {
     ) -> ChainFuture<Value> {
         let inner = self.inner.clone();
         Box::pin(async move { inner.open_channel(server, deposit, lifetime_secs).await })
+    }
+
+    fn top_up_channel(&self, server: NodeId, deposit: U256) -> ChainFuture<Value> {
+        let inner = self.inner.clone();
+        Box::pin(async move { inner.top_up_channel(server, deposit).await })
     }
 }

@@ -390,6 +390,26 @@ impl ChannelPayer {
         Ok(())
     }
 
+    /// Records that our channel to `server` now holds `deposit` (a verified top-up), persisted
+    /// first. A smaller value than the one known is ignored: deposits only grow.
+    pub async fn set_deposit(
+        &self,
+        store: &dyn Store,
+        server: NodeId,
+        channel_id: B256,
+        deposit: U256,
+    ) -> Result<ChannelState, PayError> {
+        let mut state = self.channel(&server).ok_or(PayError::NoChannel)?;
+        if state.channel_id != channel_id {
+            return Err(PayError::NoChannel);
+        }
+        if deposit > state.deposit {
+            state.deposit = deposit;
+            self.save(store, server, state.clone()).await?;
+        }
+        Ok(state)
+    }
+
     /// Persists `state` for `server`, then makes it current.
     async fn save(
         &self,

@@ -6,7 +6,7 @@
 //! (`docs/verification.md` lists how, per method). Parameters are parsed strictly
 //! ([`params`]), results are encoded by hand ([`encode`]), errors carry stable codes
 //! ([`error::codes`]). The service-model methods (`ulc_serviceStatus`,
-//! `ulc_setPaymentPolicy`, `ulc_openChannel`) are in [`service`].
+//! `ulc_setPaymentPolicy`, `ulc_openChannel`, `ulc_topUpChannel`) are in [`service`].
 //!
 //! Block tags: `latest`, `pending`, `safe` and `finalized` all mean the accepted head (ULC has
 //! no pending block and no finality gadget); `earliest` is block 0. A block above the head is
@@ -261,6 +261,7 @@ impl<C: Chain> Provider<C> {
             "ulc_serviceStatus" => service::service_status(chain, &p)?,
             "ulc_setPaymentPolicy" => service::set_payment_policy(chain, &p)?,
             "ulc_openChannel" => service::open_channel(chain, &p)?,
+            "ulc_topUpChannel" => service::top_up_channel(chain, &p)?,
             "ulc_status" => {
                 p.arity(0, 0)?;
                 async move { status(&*chain).await }.boxed_local()

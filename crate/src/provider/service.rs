@@ -1,6 +1,6 @@
 //! The service-model methods, answered locally from the client core's state:
-//! `ulc_serviceStatus`, `ulc_setPaymentPolicy` and `ulc_openChannel` (the last waits for the
-//! opening transaction's verified receipt). Parameters are checked here; a bad one is
+//! `ulc_serviceStatus`, `ulc_setPaymentPolicy`, `ulc_openChannel` and `ulc_topUpChannel` (the
+//! last two wait for their transaction's verified receipt). Parameters are checked here; a bad one is
 //! -32602 naming it, before the core sees anything.
 
 use super::params::{self, Params};
@@ -86,6 +86,35 @@ pub fn open_channel<C: Chain>(chain: Rc<C>, p: &Params) -> Result<RpcFuture, Rpc
         .boxed_local())
 }
 
+/// The parameters of `ulc_topUpChannel [{server, depositWei}]`: (server, wei to add).
+pub fn top_up_param(p: &Params) -> Result<(B256, U256), RpcError> {
+    p.arity(1, 1)?;
+    let object = p
+        .required(0, "topUp")?
+        .as_object()
+        .ok_or_else(|| RpcError::invalid_params("invalid topUp: expected an object"))?;
+    if let Some(key) = object.keys().find(|k| !["server", "depositWei"].contains(&k.as_str())) {
+        return Err(RpcError::invalid_params(format!("invalid topUp: unknown field {key}")));
+    }
+    let field = |name: &str| {
+        object
+            .get(name)
+            .ok_or_else(|| RpcError::invalid_params(format!("invalid topUp: missing {name}")))
+    };
+    let server = params::hash(field("server")?, "server")?;
+    let deposit = params::quantity_u256(field("depositWei")?, "depositWei")?;
+    if deposit.is_zero() {
+        return Err(RpcError::invalid_params("invalid depositWei: must be positive"));
+    }
+    Ok((server, deposit))
+}
+
+/// `ulc_topUpChannel [{server, depositWei}]` → the channel with its new deposit.
+pub fn top_up_channel<C: Chain>(chain: Rc<C>, p: &Params) -> Result<RpcFuture, RpcError> {
+    let (server, deposit) = top_up_param(p)?;
+    Ok(async move { Ok(chain.top_up_channel(server, deposit).await?) }.boxed_local())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -119,6 +148,26 @@ mod tests {
         ] {
             let error =
                 policy_param(&params("ulc_setPaymentPolicy", bad.clone())).expect_err("bad");
+            assert_eq!(error.code, codes::INVALID_PARAMS, "{bad}: {error:?}");
+        }
+    }
+
+    #[test]
+    fn top_up_parameters_are_checked() {
+        let server = format!("0x{}", "11".repeat(32));
+        let good = json!([{ "server": server, "depositWei": "0x10" }]);
+        assert_eq!(
+            top_up_param(&params("ulc_topUpChannel", good)),
+            Ok((B256::repeat_byte(0x11), U256::from(16u64)))
+        );
+        for bad in [
+            json!([]),
+            json!([{ "server": server }]),
+            json!([{ "server": server, "depositWei": "0x0" }]),
+            json!([{ "server": "0x12", "depositWei": "0x10" }]),
+            json!([{ "server": server, "depositWei": "0x10", "lifetimeSecs": 5 }]),
+        ] {
+            let error = top_up_param(&params("ulc_topUpChannel", bad.clone())).expect_err("bad");
             assert_eq!(error.code, codes::INVALID_PARAMS, "{bad}: {error:?}");
         }
     }

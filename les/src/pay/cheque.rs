@@ -207,8 +207,9 @@ pub enum ChequeError {
     RecoveryFailed,
 }
 
-/// The contract's `open` call and `Opened` event as a payer builds and reads them, coded by
-/// alloy-sol-types from the Solidity declarations (so the ABI rules are not written out here).
+/// The contract's `open` and `topUp` calls and their `Opened` and `ToppedUp` events as a payer
+/// builds and reads them, coded by alloy-sol-types from the Solidity declarations (so the ABI
+/// rules are not written out here).
 pub mod contract {
     use alloy_primitives::{Address, B256, Bytes, LogData, U256};
     use alloy_sol_types::{SolCall, SolEvent};
@@ -217,6 +218,8 @@ pub mod contract {
         alloy_sol_types::sol! {
             function open(address payee, address signer, uint64 expiry) external payable returns (bytes32 id);
             event Opened(bytes32 indexed id, address indexed payer, address indexed payee, uint256 deposit, uint64 expiry, address signer);
+            function topUp(bytes32 id) external payable;
+            event ToppedUp(bytes32 indexed id, uint256 deposit);
         }
     }
 
@@ -224,6 +227,22 @@ pub mod contract {
     pub const OPEN_SIGNATURE: &str = "open(address,address,uint64)";
     /// The `Opened` event's signature (topic 0 is its hash).
     pub const OPENED_SIGNATURE: &str = "Opened(bytes32,address,address,uint256,uint64,address)";
+    /// The `topUp` function's signature.
+    pub const TOP_UP_SIGNATURE: &str = "topUp(bytes32)";
+    /// The `ToppedUp` event's signature.
+    pub const TOPPED_UP_SIGNATURE: &str = "ToppedUp(bytes32,uint256)";
+
+    /// The call data of `topUp(id)`: the transaction's value is added to channel `id`'s
+    /// deposit.
+    pub fn top_up_calldata(id: B256) -> Bytes {
+        sol::topUpCall { id }.abi_encode().into()
+    }
+
+    /// The `ToppedUp` event in a log: (channel ID, the channel's whole deposit after it).
+    pub fn decode_topped_up(data: &LogData) -> Option<(B256, U256)> {
+        let event = sol::ToppedUp::decode_log_data(data).ok()?;
+        Some((event.id, event.deposit))
+    }
 
     /// The call data of `open(payee, signer, expiry)`: a channel to `payee` whose cheques
     /// `signer` signs, reclaimable by the sender from `expiry` (Unix seconds).
@@ -271,6 +290,18 @@ pub mod contract {
         fn the_abi_matches_the_signatures() {
             assert_eq!(sol::openCall::SELECTOR, keccak256(OPEN_SIGNATURE)[..4]);
             assert_eq!(sol::Opened::SIGNATURE_HASH, keccak256(OPENED_SIGNATURE));
+            assert_eq!(sol::topUpCall::SELECTOR, keccak256(TOP_UP_SIGNATURE)[..4]);
+            assert_eq!(sol::ToppedUp::SIGNATURE_HASH, keccak256(TOPPED_UP_SIGNATURE));
+            let top_up = top_up_calldata(B256::repeat_byte(0x1d));
+            assert_eq!((top_up.len(), &top_up[4..]), (36, B256::repeat_byte(0x1d).as_slice()));
+            let topped = LogData::new_unchecked(
+                vec![keccak256(TOPPED_UP_SIGNATURE), B256::repeat_byte(0x1d)],
+                U256::from(300u64).to_be_bytes::<32>().to_vec().into(),
+            );
+            assert_eq!(
+                decode_topped_up(&topped),
+                Some((B256::repeat_byte(0x1d), U256::from(300u64)))
+            );
             let data = open_calldata(Address::repeat_byte(0xee), Address::repeat_byte(0x5e), 7);
             assert_eq!(data.len(), 4 + 3 * 32);
             assert_eq!(&data[16..36], Address::repeat_byte(0xee).as_slice());
