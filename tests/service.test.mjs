@@ -297,8 +297,8 @@ test('a paying browser client keeps its capacity while free ones are disconnecte
 
   // Served first: both classes went through lesd's queue, and the payer's requests were
   // given slots while free ones waited.
-  assert.ok(paidWait.count >= BURST, `every paid read went through the queue: ${paidWait.count}`);
-  assert.ok(freeWait.count > 0, 'free reads were queued');
+  assert.ok(paidWait.count > 0, `paid reads waited for a slot: ${paidWait.count}`);
+  assert.ok(freeWait.count > 0, 'free reads waited for a slot');
   assert.ok(paidAhead > 0 && paidAhead <= paidWait.count, `paid requests went ahead of waiting free ones: ${paidAhead}`);
 
   // The payer still holds its class and capacity, on both sides.

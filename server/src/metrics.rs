@@ -86,13 +86,13 @@ impl Metrics {
         let queued = Family::<ClassLabel, Counter>::default();
         registry.register(
             "queued_requests",
-            "LES requests that went through the serving queue, by client class (paid, free)",
+            "LES requests that waited for a serving slot, by client class (paid, free)",
             queued.clone(),
         );
         let queue_seconds = Family::<ClassLabel, Counter<f64, AtomicU64>>::default();
         registry.register(
             "queue_seconds",
-            "Time LES requests waited for a serving slot, by client class (paid, free)",
+            "Time the waiting LES requests spent waiting for a serving slot, by client class",
             queue_seconds.clone(),
         );
         let queue_paid_ahead = Counter::default();

@@ -142,8 +142,7 @@ struct Shared {
 }
 
 /// A request being served: resolves to its ticket and reply.
-type InFlight =
-    Pin<Box<dyn Future<Output = (RequestTicket, Result<Option<Served>, Overloaded>)> + Send>>;
+type InFlight = Pin<Box<dyn Future<Output = (RequestTicket, Option<Served>)> + Send>>;
 
 impl Node {
     /// A node serving with `server`, announcing what `heads` publishes, admitting clients
@@ -482,25 +481,36 @@ where
                         announced.announce(&mut session, &update, &shared.metrics);
                     }
                 }
-                Event::Request { ticket, request } => {
-                    let server = shared.server.clone();
-                    let queue = shared.queue.clone();
-                    let metrics = shared.metrics.clone();
-                    in_flight.push_back(Box::pin(async move {
-                        let max_cost = ticket.max_cost();
-                        // Time in the queue is not serving time: the real cost (and what the
-                        // client is charged) starts with the slot.
-                        let arrived = Instant::now();
-                        let slot = match queue.acquire(rank).await {
-                            Ok(slot) => slot,
-                            Err(overloaded) => return (ticket, Err(overloaded)),
-                        };
-                        metrics.queue_wait(rank.class(), arrived.elapsed());
-                        let served = server.serve(request, max_cost).await;
-                        drop(slot);
-                        (ticket, Ok(served))
-                    }));
-                }
+                Event::Request { ticket, request } => match shared.queue.arrive(rank) {
+                    Err(overloaded) => {
+                        overload(
+                            &mut session,
+                            shared,
+                            pool_client.as_ref(),
+                            ticket,
+                            overloaded,
+                            peer,
+                        );
+                    }
+                    Ok(turn) => {
+                        let server = shared.server.clone();
+                        let metrics = shared.metrics.clone();
+                        in_flight.push_back(Box::pin(async move {
+                            let max_cost = ticket.max_cost();
+                            // Time in the queue is not serving time: the real cost (and what
+                            // the client is charged) starts with the slot.
+                            let arrived = Instant::now();
+                            let waited = turn.waits();
+                            let slot = turn.slot().await;
+                            if waited {
+                                metrics.queue_wait(rank.class(), arrived.elapsed());
+                            }
+                            let served = server.serve(request, max_cost).await;
+                            drop(slot);
+                            (ticket, served)
+                        }));
+                    }
+                },
                 Event::ClientFrozen => tracing::debug!(%peer, "client frozen: stopped"),
                 Event::ClientResumed => tracing::debug!(%peer, "client resumed"),
                 Event::Disconnected { reason, by, error } => {
@@ -558,32 +568,17 @@ where
                     }
                 }
             },
-            Some((ticket, served)) = in_flight.next(), if !in_flight.is_empty() => match served {
-                Err(overloaded) => {
-                    // Too much waiting for the slots: this free client is frozen (once per
-                    // freeze; geth freezes the weakest clients first) and, as an overload
-                    // event, the pool's total capacity drops.
-                    let now = shared.now();
-                    session.drop_request(ticket, now);
-                    let frozen = session.client_buffer().is_some_and(|buffer| buffer.is_frozen());
-                    if !frozen && session.freeze_client(now) {
-                        tracing::debug!(%peer, %overloaded, "overloaded: client frozen");
-                        shared.metrics.overload();
-                        if let Some(client) = &pool_client {
-                            client.handle.overloaded();
-                        }
-                    }
-                }
+            Some((ticket, served)) = in_flight.next(), if !in_flight.is_empty() => {
                 // The session emits requests only, and every request has an answer.
-                Ok(served) => if let Some(served) = served {
+                if let Some(served) = served {
                     if let Some(client) = &pool_client {
                         client.handle.request_served(served.cost);
                     }
                     if let Err(error) = session.reply(ticket, served.reply, served.cost, shared.now()) {
                         tracing::debug!(%peer, %error, "reply not sent");
                     }
-                },
-            },
+                }
+            }
             changed = heads.changed(), if established && heads_open => {
                 if changed.is_ok() {
                     let latest = heads.borrow_and_update().clone();
@@ -624,6 +619,29 @@ where
         shared.metrics.client_connected(false);
     }
     let _ = tokio::time::timeout(shared.config.write_timeout, writer.shutdown()).await;
+}
+
+/// Too much is waiting for the serving slots: the request is dropped and this free client
+/// frozen (once per freeze; geth freezes the weakest clients first) and, as an overload
+/// event, the pool's total capacity drops.
+fn overload(
+    session: &mut Session,
+    shared: &Shared,
+    pool_client: Option<&PoolClient>,
+    ticket: RequestTicket,
+    overloaded: Overloaded,
+    peer: SocketAddr,
+) {
+    let now = shared.now();
+    session.drop_request(ticket, now);
+    let frozen = session.client_buffer().is_some_and(|buffer| buffer.is_frozen());
+    if !frozen && session.freeze_client(now) {
+        tracing::debug!(%peer, %overloaded, "overloaded: client frozen");
+        shared.metrics.overload();
+        if let Some(client) = pool_client {
+            client.handle.overloaded();
+        }
+    }
 }
 
 /// Serving slots by default: four per core, at least eight. A slot is mostly an upstream

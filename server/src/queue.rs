@@ -135,15 +135,26 @@ impl<T> ServingOrder<T> {
     }
 
     /// A request of a client at `rank` arrives. When it waits, `item` comes back from
-    /// [`Self::release`] at its turn; otherwise `item` is dropped.
-    pub fn arrive(&mut self, rank: Rank, item: T) -> Arrival {
+    /// [`Self::release`] at its turn; otherwise `item` is dropped. `is_live` tells waiting
+    /// items whose request is still wanted: before a free request is refused as an overload,
+    /// the abandoned ones (their clients left) are removed, so they cannot cause one.
+    pub fn arrive(&mut self, rank: Rank, item: T, is_live: impl Fn(&T) -> bool) -> Arrival {
         if self.busy < self.slots && self.waiting.is_empty() {
             self.busy += 1;
             return Arrival::Slot;
         }
-        let waiting = self.waiting.len();
-        if !rank.paid && waiting >= self.slots.saturating_mul(OVERLOAD_FACTOR) {
-            return Arrival::Overloaded(Overloaded { waiting, slots: self.slots });
+        let limit = self.slots.saturating_mul(OVERLOAD_FACTOR);
+        if !rank.paid && self.waiting.len() >= limit {
+            self.waiting.retain(|w| is_live(&w.item));
+            self.waiting_free = self.waiting.iter().filter(|w| !w.rank.paid).count();
+            let waiting = self.waiting.len();
+            if waiting >= limit {
+                return Arrival::Overloaded(Overloaded { waiting, slots: self.slots });
+            }
+            if self.busy < self.slots && self.waiting.is_empty() {
+                self.busy += 1;
+                return Arrival::Slot;
+            }
         }
         let seq = self.next_seq;
         self.next_seq += 1;
@@ -191,6 +202,35 @@ pub struct ServingQueue {
     paid_ahead: Counter,
 }
 
+/// A request's place: its slot now, or a wait for it.
+#[derive(Debug)]
+pub enum Turn {
+    /// A slot was free.
+    Now(Permit),
+    /// It waits in the queue.
+    Waits(oneshot::Receiver<Permit>),
+}
+
+impl Turn {
+    /// Whether the request had to wait.
+    pub fn waits(&self) -> bool {
+        matches!(self, Turn::Waits(_))
+    }
+
+    /// The slot, once it is this request's turn.
+    pub async fn slot(self) -> Permit {
+        match self {
+            Turn::Now(permit) => permit,
+            Turn::Waits(rx) => match rx.await {
+                Ok(permit) => permit,
+                // Only a waiter pruned as abandoned loses its sender, and that one's request
+                // is no longer awaited: no slot to hold.
+                Err(_) => Permit { queue: None },
+            },
+        }
+    }
+}
+
 /// A serving slot, held while a request is served; dropping it passes the slot on.
 #[derive(Debug)]
 pub struct Permit {
@@ -218,22 +258,17 @@ impl ServingQueue {
         self.order.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Waits for a slot for a request of a client at `rank`; `Err` at once when a free
-    /// client's request finds the queue overloaded.
-    pub async fn acquire(&self, rank: Rank) -> Result<Permit, Overloaded> {
+    /// A request of a client at `rank` arrives: decided at once whether it is refused as an
+    /// overload (`Err`, only free clients' requests), else a [`Turn`] that resolves to its
+    /// slot.
+    pub fn arrive(&self, rank: Rank) -> Result<Turn, Overloaded> {
         let (tx, rx) = oneshot::channel();
-        let arrival = self.lock().arrive(rank, tx);
+        let arrival = self.lock().arrive(rank, tx, |tx| !tx.is_closed());
         match arrival {
-            Arrival::Slot => return Ok(Permit { queue: Some(self.clone()) }),
-            Arrival::Overloaded(overloaded) => return Err(overloaded),
-            Arrival::Waits => {}
+            Arrival::Slot => Ok(Turn::Now(Permit { queue: Some(self.clone()) })),
+            Arrival::Overloaded(overloaded) => Err(overloaded),
+            Arrival::Waits => Ok(Turn::Waits(rx)),
         }
-        Ok(match rx.await {
-            Ok(permit) => permit,
-            // The sender went with the queue's last handle: nothing is served any more, and
-            // this request's slot bookkeeping went with it.
-            Err(_) => Permit { queue: None },
-        })
     }
 
     /// (being served, waiting).
@@ -268,15 +303,19 @@ mod tests {
     use super::*;
     use std::time::Duration;
 
+    fn live<T>(_: &T) -> bool {
+        true
+    }
+
     const FREE: Rank = Rank { paid: false, capacity: 16_000 };
     const PAID: Rank = Rank { paid: true, capacity: 64_000 };
 
     #[test]
     fn free_slots_are_taken_at_once_then_requests_wait() {
         let mut order = ServingOrder::new(2);
-        assert_eq!(Arrival::Slot, order.arrive(FREE, 1));
-        assert_eq!(Arrival::Slot, order.arrive(FREE, 2));
-        assert_eq!(Arrival::Waits, order.arrive(FREE, 3));
+        assert_eq!(Arrival::Slot, order.arrive(FREE, 1, live));
+        assert_eq!(Arrival::Slot, order.arrive(FREE, 2, live));
+        assert_eq!(Arrival::Waits, order.arrive(FREE, 3, live));
         assert_eq!((order.busy(), order.waiting()), (2, 1));
         assert_eq!(order.release(), Some(Grant { rank: FREE, item: 3, ahead_of_free: false }));
         assert_eq!((order.busy(), order.waiting()), (2, 0));
@@ -287,13 +326,13 @@ mod tests {
     #[test]
     fn a_freed_slot_goes_to_the_highest_rank_then_the_earliest() {
         let mut order = ServingOrder::new(1);
-        assert_eq!(Arrival::Slot, order.arrive(FREE, "busy"));
-        order.arrive(FREE, "free-1");
-        order.arrive(Rank { paid: false, capacity: 32_000 }, "free-big");
-        order.arrive(FREE, "free-2");
-        order.arrive(PAID, "paid-1");
-        order.arrive(Rank { paid: true, capacity: 16_000 }, "paid-small");
-        order.arrive(PAID, "paid-2");
+        assert_eq!(Arrival::Slot, order.arrive(FREE, "busy", live));
+        order.arrive(FREE, "free-1", live);
+        order.arrive(Rank { paid: false, capacity: 32_000 }, "free-big", live);
+        order.arrive(FREE, "free-2", live);
+        order.arrive(PAID, "paid-1", live);
+        order.arrive(Rank { paid: true, capacity: 16_000 }, "paid-small", live);
+        order.arrive(PAID, "paid-2", live);
         let served: Vec<_> =
             std::iter::from_fn(|| order.release().map(|g| (g.item, g.ahead_of_free))).collect();
         assert_eq!(
@@ -313,57 +352,73 @@ mod tests {
     #[test]
     fn a_slot_handed_on_stays_busy_and_newcomers_queue_by_rank() {
         let mut order = ServingOrder::new(2);
-        assert_eq!(Arrival::Slot, order.arrive(FREE, 0));
-        assert_eq!(Arrival::Slot, order.arrive(FREE, 1));
-        assert_eq!(Arrival::Waits, order.arrive(FREE, 2));
-        assert_eq!(Arrival::Waits, order.arrive(PAID, 3));
+        assert_eq!(Arrival::Slot, order.arrive(FREE, 0, live));
+        assert_eq!(Arrival::Slot, order.arrive(FREE, 1, live));
+        assert_eq!(Arrival::Waits, order.arrive(FREE, 2, live));
+        assert_eq!(Arrival::Waits, order.arrive(PAID, 3, live));
         assert_eq!(order.release(), Some(Grant { rank: PAID, item: 3, ahead_of_free: true }));
         assert_eq!(order.busy(), 2);
         assert_eq!(
             Arrival::Waits,
-            order.arrive(PAID, 4),
+            order.arrive(PAID, 4, live),
             "queues behind the waiting request, not beside it"
         );
         assert_eq!(order.release(), Some(Grant { rank: PAID, item: 4, ahead_of_free: true }));
         assert_eq!(order.release(), Some(Grant { rank: FREE, item: 2, ahead_of_free: false }));
         assert_eq!(order.release(), None);
-        assert_eq!(Arrival::Slot, order.arrive(PAID, 5), "the freed slot");
-        assert_eq!(Arrival::Waits, order.arrive(PAID, 6));
+        assert_eq!(Arrival::Slot, order.arrive(PAID, 5, live), "the freed slot");
+        assert_eq!(Arrival::Waits, order.arrive(PAID, 6, live));
         assert_eq!(order.release().map(|g| g.ahead_of_free), Some(false), "no free one waits");
     }
 
     #[test]
     fn a_full_queue_refuses_free_requests_and_keeps_taking_paid_ones() {
         let mut order = ServingOrder::new(2);
-        assert_eq!(order.arrive(FREE, 0), Arrival::Slot);
-        assert_eq!(order.arrive(FREE, 1), Arrival::Slot);
+        assert_eq!(order.arrive(FREE, 0, live), Arrival::Slot);
+        assert_eq!(order.arrive(FREE, 1, live), Arrival::Slot);
         for i in 0..2 * OVERLOAD_FACTOR {
-            assert_eq!(order.arrive(FREE, i + 2), Arrival::Waits);
+            assert_eq!(order.arrive(FREE, i + 2, live), Arrival::Waits);
         }
         let limit = 2 * OVERLOAD_FACTOR;
         assert_eq!(
-            order.arrive(FREE, 99),
+            order.arrive(FREE, 99, live),
             Arrival::Overloaded(Overloaded { waiting: limit, slots: 2 })
         );
-        assert_eq!(order.arrive(PAID, 100), Arrival::Waits, "paid requests always wait");
+        assert_eq!(order.arrive(PAID, 100, live), Arrival::Waits, "paid requests always wait");
         assert_eq!(order.waiting(), limit + 1);
         // Once the queue drains below the limit, free requests wait again.
         order.release();
         order.release();
-        assert_eq!(order.arrive(FREE, 101), Arrival::Waits);
+        assert_eq!(order.arrive(FREE, 101, live), Arrival::Waits);
+    }
+
+    #[test]
+    fn abandoned_waiters_are_pruned_before_an_overload_is_declared() {
+        let mut order = ServingOrder::new(1);
+        assert_eq!(order.arrive(FREE, 0, live), Arrival::Slot);
+        for i in 1..=OVERLOAD_FACTOR {
+            assert_eq!(order.arrive(FREE, i, live), Arrival::Waits);
+        }
+        // Every odd one's client has gone: half the queue is dead weight, no overload.
+        let wanted = |i: &usize| i.is_multiple_of(2);
+        assert_eq!(order.arrive(FREE, 1000, wanted), Arrival::Waits);
+        assert_eq!(order.waiting(), OVERLOAD_FACTOR / 2 + 1);
+        let served: Vec<usize> = std::iter::from_fn(|| order.release().map(|g| g.item)).collect();
+        assert!(served.iter().all(|i| i.is_multiple_of(2)), "{served:?}");
+        assert_eq!(order.busy(), 0);
     }
 
     #[tokio::test]
     async fn permits_pass_slots_in_rank_order_and_abandoned_waiters_lose_nothing() {
         let paid_ahead = Counter::default();
         let queue = ServingQueue::new(1, paid_ahead.clone());
-        let first = queue.acquire(FREE).await.expect("a free slot");
+        let first = queue.arrive(FREE).expect("a free slot").slot().await;
         let (served_tx, mut served_rx) = tokio::sync::mpsc::unbounded_channel();
         let mut tasks = Vec::new();
         for (name, rank) in [("free", FREE), ("gone", PAID), ("paid", PAID)] {
             let (queue, served_tx) = (queue.clone(), served_tx.clone());
             tasks.push(tokio::spawn(async move {
-                let permit = queue.acquire(rank).await.expect("not overloaded");
+                let permit = queue.arrive(rank).expect("not overloaded").slot().await;
                 let _ = served_tx.send(name);
                 drop(permit);
             }));
