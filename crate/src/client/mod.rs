@@ -1369,14 +1369,7 @@ impl<T: Transport, S: Store, R: Runtime> Inner<T, S, R> {
             return Err(ClientError::Rejected(PayError::Pending.to_string()));
         }
         let rejected = |e: PayError| ClientError::Rejected(e.to_string());
-        let from = opener.payer().await.map_err(rejected)?;
-        self.pay.payer_address.set(Some(from));
-        let nonce = if opener.needs_nonce() {
-            self.account(&head, from, Vec::new()).await?.account.map_or(0, |a| a.nonce)
-        } else {
-            0
-        };
-        let base_fee = u128::from(head.header().base_fee_per_gas.unwrap_or(0));
+        let (from, nonce, max_fee_per_gas) = self.funding(opener.as_ref(), &head).await?;
         let expiry = head.header().timestamp.saturating_add(lifetime_secs);
         let session = SessionKey::generate().map_err(rejected)?;
         let request = OpenRequest {
@@ -1386,7 +1379,7 @@ impl<T: Transport, S: Store, R: Runtime> Inner<T, S, R> {
             call: ChannelCall::Open { payee: terms.payee, signer: session.address(), expiry },
             deposit,
             nonce,
-            max_fee_per_gas: base_fee.saturating_mul(2).saturating_add(OPEN_TIP),
+            max_fee_per_gas,
             max_priority_fee_per_gas: OPEN_TIP,
             gas_limit: OPEN_GAS_LIMIT,
         };
@@ -1405,10 +1398,12 @@ impl<T: Transport, S: Store, R: Runtime> Inner<T, S, R> {
         payer.begin_open(&self.store, opening.clone()).await.map_err(rejected)?;
         let hash = match opener.submit(request).await {
             Ok(Submission::Raw(raw)) => {
-                payer
-                    .opening_sent(&self.store, &opening, keccak256(&raw))
-                    .await
-                    .map_err(rejected)?;
+                if let Err(error) = payer.opening_sent(&self.store, &opening, keccak256(&raw)).await
+                {
+                    // Not sent, and now it will not be.
+                    let _ = payer.abandon_open(&self.store, &opening).await;
+                    return Err(rejected(error));
+                }
                 self.send_raw_transaction(raw).await?
             }
             Ok(Submission::Sent(hash)) => {
@@ -1417,8 +1412,11 @@ impl<T: Transport, S: Store, R: Runtime> Inner<T, S, R> {
                 hash
             }
             Err(error) => {
-                // Refused before anything was sent: nothing can have been funded.
-                let _ = payer.abandon_open(&self.store, &opening).await;
+                // Only a submission that certainly sent nothing gives up the session key: a
+                // wallet that failed after eth_sendTransaction may have funded the channel.
+                if error.nothing_sent() {
+                    let _ = payer.abandon_open(&self.store, &opening).await;
+                }
                 return Err(rejected(error));
             }
         };
@@ -1450,6 +1448,25 @@ impl<T: Transport, S: Store, R: Runtime> Inner<T, S, R> {
         Ok(out)
     }
 
+    /// Who funds a channel transaction and with what: the opener's account (a wallet is
+    /// asked), its next nonce from the proven account when the opener signs locally, and the
+    /// fee cap (2 × the head's base fee + the tip).
+    async fn funding(
+        &self,
+        opener: &dyn ChannelOpener,
+        head: &SealedHeader,
+    ) -> ChainResult<(Address, u64, u128)> {
+        let from = opener.payer().await.map_err(|e| ClientError::Rejected(e.to_string()))?;
+        self.pay.payer_address.set(Some(from));
+        let nonce = if opener.needs_nonce() {
+            self.account(head, from, Vec::new()).await?.account.map_or(0, |a| a.nonce)
+        } else {
+            0
+        };
+        let base_fee = u128::from(head.header().base_fee_per_gas.unwrap_or(0));
+        Ok((from, nonce, base_fee.saturating_mul(2).saturating_add(OPEN_TIP)))
+    }
+
     async fn top_up_channel(&self, server: NodeId, deposit: U256) -> ChainResult<Value> {
         let (Some(payer), Some(opener)) = (&self.pay.payer, &self.pay.opener) else {
             return Err(ClientError::Unavailable("no payment key or wallet configured".into()));
@@ -1462,14 +1479,7 @@ impl<T: Transport, S: Store, R: Runtime> Inner<T, S, R> {
             return Err(ClientError::Rejected("the channel has expired: open a new one".into()));
         }
         let rejected = |e: PayError| ClientError::Rejected(e.to_string());
-        let from = opener.payer().await.map_err(rejected)?;
-        self.pay.payer_address.set(Some(from));
-        let nonce = if opener.needs_nonce() {
-            self.account(&head, from, Vec::new()).await?.account.map_or(0, |a| a.nonce)
-        } else {
-            0
-        };
-        let base_fee = u128::from(head.header().base_fee_per_gas.unwrap_or(0));
+        let (from, nonce, max_fee_per_gas) = self.funding(opener.as_ref(), &head).await?;
         let request = OpenRequest {
             chain_id: channel.chain_id,
             contract: channel.contract,
@@ -1477,7 +1487,7 @@ impl<T: Transport, S: Store, R: Runtime> Inner<T, S, R> {
             call: ChannelCall::TopUp { channel_id: channel.channel_id },
             deposit,
             nonce,
-            max_fee_per_gas: base_fee.saturating_mul(2).saturating_add(OPEN_TIP),
+            max_fee_per_gas,
             max_priority_fee_per_gas: OPEN_TIP,
             gas_limit: TOP_UP_GAS_LIMIT,
         };

@@ -95,6 +95,24 @@ pub enum PayError {
     Open(String),
 }
 
+/// EIP-1193 "user rejected the request".
+pub const USER_REJECTED: i64 = 4001;
+
+impl PayError {
+    /// Whether a failed submission certainly sent nothing: a refusal (the wallet's user said
+    /// no, the wallet is on another chain) or a failure before any transaction was made. Any
+    /// other wallet failure may come after the wallet sent it, so what was stored for it stays.
+    pub fn nothing_sent(&self) -> bool {
+        match self {
+            PayError::Wallet { method, code, .. } => {
+                *method != "eth_sendTransaction" || *code == Some(USER_REJECTED)
+            }
+            PayError::WalletChain { .. } | PayError::Signer(_) => true,
+            _ => false,
+        }
+    }
+}
+
 /// Polls once: for tests whose futures (memory store, local signer) are ready at once.
 #[cfg(test)]
 pub(crate) fn block_on<F: std::future::Future>(future: F) -> F::Output {
@@ -103,5 +121,21 @@ pub(crate) fn block_on<F: std::future::Future>(future: F) -> F::Output {
     match future.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
         Poll::Ready(value) => value,
         Poll::Pending => panic!("a future did not complete at once"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_certain_refusals_count_as_nothing_sent() {
+        let wallet = |method, code| PayError::Wallet { method, code, message: "x".into() };
+        assert!(wallet("eth_sendTransaction", Some(USER_REJECTED)).nothing_sent());
+        assert!(wallet("eth_requestAccounts", Some(-32603)).nothing_sent());
+        assert!(!wallet("eth_sendTransaction", Some(-32603)).nothing_sent());
+        assert!(!wallet("eth_sendTransaction", None).nothing_sent());
+        assert!(PayError::WalletChain { wallet: "0x1".into(), ours: 5 }.nothing_sent());
+        assert!(!PayError::Open("reverted".into()).nothing_sent());
     }
 }

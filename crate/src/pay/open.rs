@@ -28,10 +28,11 @@ use alloy_primitives::{Address, B256, Bytes, Signature, TxKind, U256};
 use futures_util::future::LocalBoxFuture;
 use les::crypto::NodeKey;
 use les::pay::cheque::contract::{self, Opened};
-pub use les::pay::cheque::contract::{TOP_UP_SIGNATURE, TOPPED_UP_SIGNATURE};
 use les::pay::cheque::key_address;
 
-pub use les::pay::cheque::contract::{OPEN_SIGNATURE, OPENED_SIGNATURE};
+pub use les::pay::cheque::contract::{
+    OPEN_SIGNATURE, OPENED_SIGNATURE, TOP_UP_SIGNATURE, TOPPED_UP_SIGNATURE,
+};
 
 /// Gas for `open` (a fresh channel record: four new storage slots and a nonce).
 pub const OPEN_GAS_LIMIT: u64 = 200_000;

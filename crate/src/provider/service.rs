@@ -46,29 +46,37 @@ pub struct OpenParams {
     pub lifetime_secs: u64,
 }
 
-/// The object of `ulc_openChannel`, checked.
-pub fn open_param(p: &Params) -> Result<OpenParams, RpcError> {
+/// The one object parameter `what` of a channel method, with exactly the `fields` given;
+/// its `server` and a positive `depositWei`.
+fn channel_object<'a>(
+    p: &'a Params,
+    what: &str,
+    fields: &[&str],
+) -> Result<(&'a serde_json::Map<String, Value>, B256, U256), RpcError> {
     p.arity(1, 1)?;
     let object = p
-        .required(0, "channel")?
+        .required(0, what)?
         .as_object()
-        .ok_or_else(|| RpcError::invalid_params("invalid channel: expected an object"))?;
-    if let Some(key) =
-        object.keys().find(|k| !["server", "depositWei", "lifetimeSecs"].contains(&k.as_str()))
-    {
-        return Err(RpcError::invalid_params(format!("invalid channel: unknown field {key}")));
+        .ok_or_else(|| RpcError::invalid_params(format!("invalid {what}: expected an object")))?;
+    if let Some(key) = object.keys().find(|k| !fields.contains(&k.as_str())) {
+        return Err(RpcError::invalid_params(format!("invalid {what}: unknown field {key}")));
     }
-    let field = |name: &str| {
-        object
-            .get(name)
-            .ok_or_else(|| RpcError::invalid_params(format!("invalid channel: missing {name}")))
-    };
-    let server = params::hash(field("server")?, "server")?;
-    let deposit = params::quantity_u256(field("depositWei")?, "depositWei")?;
+    if let Some(name) = fields.iter().find(|name| !object.contains_key(**name)) {
+        return Err(RpcError::invalid_params(format!("invalid {what}: missing {name}")));
+    }
+    let server = params::hash(&object["server"], "server")?;
+    let deposit = params::quantity_u256(&object["depositWei"], "depositWei")?;
     if deposit.is_zero() {
         return Err(RpcError::invalid_params("invalid depositWei: must be positive"));
     }
-    let lifetime = field("lifetimeSecs")?;
+    Ok((object, server, deposit))
+}
+
+/// The object of `ulc_openChannel`, checked.
+pub fn open_param(p: &Params) -> Result<OpenParams, RpcError> {
+    let (object, server, deposit) =
+        channel_object(p, "channel", &["server", "depositWei", "lifetimeSecs"])?;
+    let lifetime = &object["lifetimeSecs"];
     let lifetime_secs = match lifetime.as_u64() {
         Some(secs) => secs,
         None => params::quantity_u64(lifetime, "lifetimeSecs")?,
@@ -88,24 +96,7 @@ pub fn open_channel<C: Chain>(chain: Rc<C>, p: &Params) -> Result<RpcFuture, Rpc
 
 /// The parameters of `ulc_topUpChannel [{server, depositWei}]`: (server, wei to add).
 pub fn top_up_param(p: &Params) -> Result<(B256, U256), RpcError> {
-    p.arity(1, 1)?;
-    let object = p
-        .required(0, "topUp")?
-        .as_object()
-        .ok_or_else(|| RpcError::invalid_params("invalid topUp: expected an object"))?;
-    if let Some(key) = object.keys().find(|k| !["server", "depositWei"].contains(&k.as_str())) {
-        return Err(RpcError::invalid_params(format!("invalid topUp: unknown field {key}")));
-    }
-    let field = |name: &str| {
-        object
-            .get(name)
-            .ok_or_else(|| RpcError::invalid_params(format!("invalid topUp: missing {name}")))
-    };
-    let server = params::hash(field("server")?, "server")?;
-    let deposit = params::quantity_u256(field("depositWei")?, "depositWei")?;
-    if deposit.is_zero() {
-        return Err(RpcError::invalid_params("invalid depositWei: must be positive"));
-    }
+    let (_, server, deposit) = channel_object(p, "topUp", &["server", "depositWei"])?;
     Ok((server, deposit))
 }
 
