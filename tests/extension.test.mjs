@@ -26,7 +26,7 @@ import { createServer } from 'node:http';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { servePkg } from '../scripts/serve-pkg.mjs';
-import { CHROMIUM, CHROMIUM_ARGS, devnetJson, missing, providerConfig, skipUnless } from './support/browser.mjs';
+import { CHROMIUM, CHROMIUM_ARGS, devnetJson, missing, providerConfig, skipUnless, bundleForBrowser } from './support/browser.mjs';
 
 const EXTENSION = join(resolve(dirname(fileURLToPath(import.meta.url)), '..'), 'www', 'extension');
 
@@ -273,16 +273,6 @@ window.fake = { wallet, info, address, received, sentRaw, emit, announced, throu
 </script></body></html>`;
 }
 
-/** ethers v6's BrowserProvider as a browser ES module, bundled in memory (esbuild). */
-async function bundleEthers() {
-  const esbuild = await import('esbuild');
-  const out = await esbuild.build({
-    stdin: { contents: "export { BrowserProvider } from 'ethers';", resolveDir: dirname(EXTENSION), sourcefile: 'ethers-entry.mjs' },
-    bundle: true, format: 'esm', platform: 'browser', target: 'es2022', write: false, logLevel: 'error',
-  });
-  return out.outputFiles[0].text;
-}
-
 test('the extension wraps the page\'s wallet: signing in the wallet, every read verified by the client', { timeout: 180_000 }, async (t) => {
   if (skipUnless(t, why(['playwright-core', 'esbuild', 'ethers']))) return;
   const { devnet, context, extensionId } = await launch(t);
@@ -295,7 +285,7 @@ test('the extension wraps the page\'s wallet: signing in the wallet, every read 
     '/wallet': { type: 'text/html', body: walletPage(devnet) },
     '/legacy-wallet': { type: 'text/html', body: walletPage(devnet, { eip6963: false }) },
     '/devsigner.js': { type: 'text/javascript', body: readFileSync(join(EXTENSION, '..', 'devsigner.js'), 'utf8') },
-    '/ethers.js': { type: 'text/javascript', body: await bundleEthers() },
+    '/ethers.js': { type: 'text/javascript', body: await bundleForBrowser("export { BrowserProvider } from 'ethers';") },
   };
   const walletServer = createServer((req, res) => {
     const file = files[new URL(req.url, 'http://x').pathname];

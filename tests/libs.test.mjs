@@ -21,13 +21,10 @@
 // or mined after the verified head: such a send is retried (a few times, after a pause).
 
 import assert from 'node:assert/strict';
-import { dirname, join, resolve } from 'node:path';
 import { test } from 'node:test';
-import { fileURLToPath } from 'node:url';
 import { servePkg } from '../scripts/serve-pkg.mjs';
-import { CHROMIUM, CHROMIUM_ARGS, devnetJson, missing, providerConfig, skipUnless } from './support/browser.mjs';
+import { CHROMIUM, CHROMIUM_ARGS, devnetJson, missing, providerConfig, skipUnless, bundleForBrowser } from './support/browser.mjs';
 
-const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 
 /** What the page imports from /libs.js: exactly the library entry points the test uses. */
 const LIBS_ENTRY = `
@@ -37,21 +34,6 @@ export { BrowserProvider, JsonRpcProvider, Contract, Wallet } from 'ethers';
 `;
 
 
-
-/** viem and ethers as one browser ES module, built in memory. */
-async function bundleLibs() {
-  const esbuild = await import('esbuild');
-  const out = await esbuild.build({
-    stdin: { contents: LIBS_ENTRY, resolveDir: ROOT, sourcefile: 'libs-entry.mjs' },
-    bundle: true,
-    format: 'esm',
-    platform: 'browser',
-    target: 'es2022',
-    write: false,
-    logLevel: 'error',
-  });
-  return out.outputFiles[0].text;
-}
 
 /** JSON-RPC straight to anvil, from Node. */
 async function anvilRpc(rpcUrl, method, params) {
@@ -376,7 +358,7 @@ test('viem and ethers v6 on the provider agree with anvil in Chromium', { timeou
   const devnet = JSON.parse(devnetJson());
   const config = providerConfig(devnet);
   const pageDevnet = { chainId: devnet.chainId, rpcUrl: devnet.rpcUrl, token: { address: devnet.token.address, abi: devnet.token.abi }, devAccounts: devnet.devAccounts.slice(0, 3) };
-  const libsJs = await bundleLibs();
+  const libsJs = await bundleForBrowser(LIBS_ENTRY);
   const { chromium } = await import('playwright-core');
   const server = await servePkg({ title: 'ulc libs test' });
   const browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS });

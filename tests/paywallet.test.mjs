@@ -17,17 +17,15 @@
 // the reason, and fails under CI=true.
 
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { createInterface } from 'node:readline';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { servePkg } from '../scripts/serve-pkg.mjs';
-import { CHROMIUM, CHROMIUM_ARGS, devnetJson, missing, skipUnless } from './support/browser.mjs';
+import { freePort, rpc, startChild, until } from './support/children.mjs';
+import { CHROMIUM, CHROMIUM_ARGS, devnetJson, missing, skipUnless, bundleForBrowser } from './support/browser.mjs';
 
 const ROOT = resolve(fileURLToPath(import.meta.url), '../..');
 const LESD = join(ROOT, 'target/release/lesd');
@@ -40,70 +38,9 @@ const TOTAL_CAPACITY = 6 * MIN_CAPACITY;
 const TARGET_CAPACITY = 3 * MIN_CAPACITY;
 /** 0.1 ether. */
 const DEPOSIT = '0x16345785d8a0000';
-const WAIT_MS = 60_000;
 
 /** What the page imports from /libs.js: ethers, to build its stand-in wallet. */
 const LIBS_ENTRY = "export { JsonRpcProvider, Wallet } from 'ethers';\n";
-
-async function bundleLibs() {
-  const esbuild = await import('esbuild');
-  const out = await esbuild.build({
-    stdin: { contents: LIBS_ENTRY, resolveDir: ROOT, sourcefile: 'libs-entry.mjs' },
-    bundle: true,
-    format: 'esm',
-    platform: 'browser',
-    target: 'es2022',
-    write: false,
-    logLevel: 'error',
-  });
-  return out.outputFiles[0].text;
-}
-
-async function freePort() {
-  const server = createServer();
-  await new Promise((ok) => server.listen(0, '127.0.0.1', ok));
-  const { port } = server.address();
-  await new Promise((ok) => server.close(ok));
-  return port;
-}
-
-async function rpc(url, method, params = []) {
-  const response = await fetch(url, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ jsonrpc: '2.0', id: 1, method, params }),
-  });
-  const body = await response.json();
-  if (body.error) throw new Error(`${method}: ${JSON.stringify(body.error)}`);
-  return body.result;
-}
-
-/** Starts `bin` and resolves with its first stdout line (what lesd and les-bridge print when ready). */
-function startChild(t, bin, args) {
-  const child = spawn(bin, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-  let stderr = '';
-  child.stderr.on('data', (chunk) => {
-    stderr = (stderr + chunk).slice(-4000);
-  });
-  t.after(() => child.kill('SIGTERM'));
-  return new Promise((ok, fail) => {
-    const lines = createInterface({ input: child.stdout });
-    lines.once('line', (line) => ok({ child, line: line.trim() }));
-    child.once('exit', (code) => fail(new Error(`${bin} exited (${code}) before it was ready: ${stderr}`)));
-    setTimeout(() => fail(new Error(`${bin} printed nothing within 30 s: ${stderr}`)), 30_000);
-  });
-}
-
-async function until(what, probe, ms = WAIT_MS) {
-  const deadline = Date.now() + ms;
-  let last;
-  for (;;) {
-    last = await probe();
-    if (last.ok) return last.value;
-    if (Date.now() > deadline) assert.fail(`${what}: last seen ${JSON.stringify(last.value)}`);
-    await new Promise((ok) => setTimeout(ok, 250));
-  }
-}
 
 test('a wallet funds the channel, a session key signs its cheques, and the client is served in the paid class', { timeout: 300_000 }, async (t) => {
   const why = missing() ?? [LESD, BRIDGE].filter((bin) => !existsSync(bin)).map((bin) => `${bin} is not built (cargo build --release -p lesd -p les-bridge)`)[0];
@@ -142,7 +79,7 @@ test('a wallet funds the channel, a session key signs its cheques, and the clien
   };
   const policy = { budgetWei: DEPOSIT, targetCapacity: TARGET_CAPACITY, lowBalanceSecs: 60, topUpSecs: 600 };
 
-  const libsJs = await bundleLibs();
+  const libsJs = await bundleForBrowser(LIBS_ENTRY);
   const server = await servePkg({ title: 'ulc paywallet test' });
   const browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS });
   t.after(async () => {

@@ -24,16 +24,14 @@
 // the reason, and fails under CI=true.
 
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { createInterface } from 'node:readline';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { servePkg } from '../scripts/serve-pkg.mjs';
+import { freePort, rpc, startChild, until } from './support/children.mjs';
 import { CHROMIUM, CHROMIUM_ARGS, devnetJson, missing, skipUnless } from './support/browser.mjs';
 
 const ROOT = resolve(fileURLToPath(import.meta.url), '../..');
@@ -49,53 +47,6 @@ const TARGET_CAPACITY = 4 * MIN_CAPACITY;
 const FREE_PAGES = 4;
 /** Reads per client in the burst, all at once: 100 proofs cost more than a free buffer holds. */
 const BURST = 100;
-const WAIT_MS = 60_000;
-
-async function freePort() {
-  const server = createServer();
-  await new Promise((ok) => server.listen(0, '127.0.0.1', ok));
-  const { port } = server.address();
-  await new Promise((ok) => server.close(ok));
-  return port;
-}
-
-async function rpc(url, method, params = []) {
-  const response = await fetch(url, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ jsonrpc: '2.0', id: 1, method, params }),
-  });
-  const body = await response.json();
-  if (body.error) throw new Error(`${method}: ${JSON.stringify(body.error)}`);
-  return body.result;
-}
-
-/** Starts `bin` and resolves with its first stdout line (what lesd and les-bridge print when ready). */
-function startChild(t, bin, args) {
-  const child = spawn(bin, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-  let stderr = '';
-  child.stderr.on('data', (chunk) => {
-    stderr = (stderr + chunk).slice(-4000);
-  });
-  t.after(() => child.kill('SIGTERM'));
-  return new Promise((ok, fail) => {
-    const lines = createInterface({ input: child.stdout });
-    lines.once('line', (line) => ok({ child, line: line.trim() }));
-    child.once('exit', (code) => fail(new Error(`${bin} exited (${code}) before it was ready: ${stderr}`)));
-    setTimeout(() => fail(new Error(`${bin} printed nothing within 30 s: ${stderr}`)), 30_000);
-  });
-}
-
-async function until(what, probe, ms = WAIT_MS) {
-  const deadline = Date.now() + ms;
-  let last;
-  for (;;) {
-    last = await probe();
-    if (last.ok) return last.value;
-    if (Date.now() > deadline) assert.fail(`${what}: last seen ${JSON.stringify(last.value)}`);
-    await new Promise((ok) => setTimeout(ok, 250));
-  }
-}
 
 const median = (values) => {
   if (values.length === 0) return null;

@@ -1,12 +1,16 @@
 // What the browser tests (tests/*.test.mjs that drive Chromium) share: where Chromium is and
 // how it is started here, the devnet they run against, the provider configuration a dapp
-// would derive from it, and the one rule for a test that cannot run: skip with the reason,
+// would derive from it, npm packages bundled for a page, and the one rule for a test that cannot run: skip with the reason,
 // or fail under CI=true. Not a test file itself (node --test picks *.test.mjs).
 
 import assert from 'node:assert/strict';
 import { existsSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { PKG } from '../../scripts/serve-pkg.mjs';
+
+/** The repository (esbuild resolves npm packages from its node_modules). */
+const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 
 export const CHROMIUM = '/usr/bin/chromium';
 /** Root needs --no-sandbox; the rest keeps Chromium off this machine's closed network. */
@@ -53,4 +57,19 @@ export function providerConfig(devnet, storage = 'memory') {
     fraction: devnet.fraction,
     storage,
   };
+}
+
+/** `entry` (ES module source importing npm packages) bundled by esbuild into one browser ES module, in memory. */
+export async function bundleForBrowser(entry) {
+  const esbuild = await import('esbuild');
+  const out = await esbuild.build({
+    stdin: { contents: entry, resolveDir: REPO_ROOT, sourcefile: 'entry.mjs' },
+    bundle: true,
+    format: 'esm',
+    platform: 'browser',
+    target: 'es2022',
+    write: false,
+    logLevel: 'error',
+  });
+  return out.outputFiles[0].text;
 }
