@@ -277,22 +277,10 @@ async fn queue_contention(anvil: &Anvil) -> serde_json::Value {
         format!("127.0.0.1:{metrics_port}"),
     ];
     let (lesd, enode) = start_lesd(anvil, &datadir, &extra);
-    let admin = |method: &'static str, params: serde_json::Value| {
-        let url = format!("http://127.0.0.1:{admin_port}/");
-        async move {
-            let body =
-                serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params});
-            let reply: serde_json::Value = reqwest::Client::new()
-                .post(url)
-                .json(&body)
-                .send()
-                .await
-                .expect("admin reachable")
-                .json()
-                .await
-                .expect("admin JSON");
-            assert!(reply.get("error").is_none(), "{method}: {reply}");
-        }
+    let admin_addr = std::net::SocketAddr::from(([127, 0, 0, 1], admin_port));
+    let admin = |method: &'static str, params: serde_json::Value| async move {
+        let reply = pay_support::client::admin_call(admin_addr, method, params).await;
+        assert!(reply.get("error").is_none(), "{method}: {reply}");
     };
     let chain = pay_support::client::PayChain::of_upstream(anvil.url()).await;
     let paid_key = NodeKey::random().expect("rng");

@@ -85,18 +85,8 @@ async fn start_with_slots(
 
 /// One admin JSON-RPC call; the whole response object.
 async fn admin(daemon: &Daemon, method: &str, params: Value) -> Value {
-    let url = format!("http://{}/", daemon.admin_addr().expect("admin endpoint"));
-    let body = json!({ "jsonrpc": "2.0", "id": 1, "method": method, "params": params });
-    reqwest::Client::new()
-        .post(url)
-        .timeout(Duration::from_secs(60))
-        .json(&body)
-        .send()
+    pay_support::client::admin_call(daemon.admin_addr().expect("admin endpoint"), method, params)
         .await
-        .expect("admin reachable")
-        .json()
-        .await
-        .expect("JSON answer")
 }
 
 async fn admin_ok(daemon: &Daemon, method: &str, params: Value) -> Value {

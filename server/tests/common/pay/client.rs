@@ -274,3 +274,22 @@ impl PayClient {
         )
     }
 }
+
+/// One call to lesd's admin JSON-RPC endpoint at `addr`; the whole response object.
+pub async fn admin_call(
+    addr: std::net::SocketAddr,
+    method: &str,
+    params: serde_json::Value,
+) -> serde_json::Value {
+    let body = serde_json::json!({ "jsonrpc": "2.0", "id": 1, "method": method, "params": params });
+    reqwest::Client::new()
+        .post(format!("http://{addr}/"))
+        .timeout(Duration::from_secs(60))
+        .json(&body)
+        .send()
+        .await
+        .expect("admin reachable")
+        .json()
+        .await
+        .expect("JSON answer")
+}
